@@ -1,0 +1,96 @@
+"""Command line: `stackwise train [--config FILE] [--section.field VALUE ...] [--out DIR] [--resume DIR]`.
+
+Thin by design: parse, build the config, call the library. Every config field is a dotted flag listed in --help
+with its default. A UserError prints one line and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from stackwise import config as config_mod
+from stackwise.errors import UserError
+
+DEFAULT_RECIPE = "default"
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    defaults = config_mod.Config()
+    for section_name, (section, _typ) in config_mod.fields_of(defaults).items():
+        name = section_name.split(".", 1)[1]
+        default = getattr(section, name)
+        choices = config_mod.CHOICES.get(section_name)
+        help_text = f"default: {default}" + (f"; one of {', '.join(choices)}" if choices else "")
+        parser.add_argument(f"--{section_name}", dest=section_name, default=argparse.SUPPRESS, metavar="V",
+                            help=help_text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stackwise",
+                                     description="Pretrain language models while growing them in depth.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("train", help="train a model (default recipe: recipes/default.yaml)",
+                       description="Train a model. Config: defaults < recipe (--config) < dotted flags.")
+    p.add_argument("--config", help=f"YAML recipe, a path or a bundled name (default: {DEFAULT_RECIPE})")
+    p.add_argument("--out", help="run directory (default: runs/<time>-<method>)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest valid checkpoint")
+    _add_config_flags(p)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, str]:
+    return {k: v for k, v in vars(args).items() if "." in k}
+
+
+def cmd_train(args: argparse.Namespace, console: Console) -> None:
+    from stackwise.train import train  # torch import deferred so --help stays fast
+
+    if args.resume:
+        if args.config:
+            raise UserError("--resume: the run's own config.yaml is used; drop --config")
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
+        if args.out and Path(args.out) != run_dir:
+            raise UserError("--out: a resumed run continues in its own directory; drop --out")
+        cfg = config_mod.load(run_dir / "config.yaml", _overrides(args))
+        result = train(cfg, run_dir, resume=True, console=console)
+    else:
+        cfg = config_mod.load(args.config or DEFAULT_RECIPE, _overrides(args))
+        result = train(cfg, Path(args.out) if args.out else None, console=console)
+    console.print(
+        f"\n[bold]final validation loss {result.final_val_loss:.4f}[/bold]  perplexity {result.perplexity:.2f}  "
+        f"(unigram entropy of the validation text: {result.unigram_entropy:.4f} nats/token)\n"
+        f"{result.steps} steps, {result.tokens:,} tokens, {result.flops:.3e} FLOPs, {result.wall_s:.1f} s training\n"
+        f"sample: {result.sample!r}\n"
+        f"run directory: {result.run_dir}  (config.yaml, metrics.jsonl, checkpoints/, final/, result.json)"
+    )
+
+
+COMMANDS = {"train": cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    console = Console()
+    try:
+        COMMANDS[args.command](args, console)
+    except UserError as e:
+        print(f"stackwise: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stackwise: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

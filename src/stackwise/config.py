@@ -1,0 +1,272 @@
+"""Typed run configuration: dataclasses, YAML load/save, dotted overrides, validation.
+
+The `Config` object is the single source of truth for a run. It is saved as `config.yaml` in every run directory
+and inside every checkpoint, and everything else (data, model, trainer) is built from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stackwise.errors import UserError
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = 6  # target depth
+    d_model: int = 256
+    n_heads: int = 4
+    n_kv_heads: int | None = None  # None = n_heads (no grouped-query attention)
+    d_ff: int | None = None  # None = Llama rule: 8/3·d_model rounded up to a multiple of 64
+    vocab_size: int = 8192
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 500
+    batch_size: int = 16  # sequences per optimizer step (global, across accumulation and ranks)
+    grad_accum: int = 1  # micro-batches per step; batch_size must be divisible by it
+    seq_len: int = 128
+    lr: float = 3e-3
+    lr_min_ratio: float = 0.1  # cosine decays to lr·lr_min_ratio
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0  # 0 disables clipping
+    seed: int = 0
+    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    compile: bool = False  # torch.compile each block
+    device: str = "auto"  # auto | cpu | cuda
+    parallel: str = "none"  # none (ddp | fsdp come with torchrun support)
+    log_every: int = 10
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # adamw | adafactor | muon (Muon on hidden matrices, AdamW on the rest)
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    muon_momentum: float = 0.95
+
+
+@dataclass
+class DataConfig:
+    train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT]
+    val: str = "bundled"  # as train; for hf: datasets, hf:NAME:SPLIT
+    tokenizer: str | None = None  # path to a tokenizer.json; None trains a byte-level BPE on the train split
+    text_field: str = "text"  # field read from .jsonl files and Hugging Face datasets
+    cache_dir: str = "~/.cache/stackwise"  # tokenizers and token files, keyed by content and settings
+
+
+@dataclass
+class EvalConfig:
+    every: int = 100  # validation every N steps (and always at the end); 0 = only at the end
+    batches: int = 8  # validation batches of train.batch_size × train.seq_len tokens, fixed across the run
+    sample_tokens: int = 48  # length of the generated sample printed at the end; 0 disables
+
+
+@dataclass
+class GrowthConfig:
+    method: str = "none"  # none (the fixed-depth baseline)
+    block_size: int = 1
+    alpha: float = 1.0
+    init: str = "copy"
+    optimizer_state: str = "copy"
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 0  # write a checkpoint every N steps; 0 = only at the end
+    keep: int = 2  # keep the newest N periodic checkpoints
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    growth: GrowthConfig = field(default_factory=GrowthConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.dtype": ("float32", "bfloat16"),
+    "train.device": ("auto", "cpu", "cuda"),
+    "train.parallel": ("none",),
+    "optim.name": ("adamw", "adafactor", "muon"),
+    "growth.method": ("none",),
+    "growth.init": ("copy",),
+    "growth.optimizer_state": ("copy",),
+}
+
+
+def fields_of(cfg: Config) -> dict[str, tuple[Any, Any]]:
+    """Every leaf field as {'section.name': (section object, type)}."""
+    out = {}
+    for sec in dataclasses.fields(cfg):
+        obj = getattr(cfg, sec.name)
+        hints = typing.get_type_hints(type(obj))
+        for f in dataclasses.fields(obj):
+            out[f"{sec.name}.{f.name}"] = (obj, hints[f.name])
+    return out
+
+
+def _coerce(key: str, value: Any, typ: Any) -> Any:
+    """Convert a YAML or command-line value to the field's type, or raise a UserError naming the field."""
+    if isinstance(value, str) and not (typ is str or _optional_of(typ) is str):
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(value) if value.strip() else None
+    inner = _optional_of(typ)
+    if inner is not None:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        typ = inner
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if typ is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        if typ is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise AssertionError(f"unsupported field type {typ} for {key}")
+    raise UserError(f"{key}: expected {typ.__name__}, got {value!r}")
+
+
+def _optional_of(typ: Any) -> Any:
+    if isinstance(typ, types.UnionType) and type(None) in typ.__args__:
+        return next(a for a in typ.__args__ if a is not type(None))
+    return None
+
+
+def apply(cfg: Config, values: dict[str, Any]) -> Config:
+    """Set dotted fields ('train.steps': 500) on cfg; unknown names raise a UserError."""
+    known = fields_of(cfg)
+    for key, value in values.items():
+        if key not in known:
+            sections = [f.name for f in dataclasses.fields(cfg)]
+            hint = "" if key.split(".")[0] in sections else f" (sections: {', '.join(sections)})"
+            raise UserError(f"unknown config field '{key}'{hint}")
+        obj, typ = known[key]
+        setattr(obj, key.split(".", 1)[1], _coerce(key, value, typ))
+    return cfg
+
+
+def flatten(tree: dict[str, Any], where: str) -> dict[str, Any]:
+    """{'train': {'steps': 5}} -> {'train.steps': 5}; the tree must be two levels deep."""
+    if not isinstance(tree, dict):
+        raise UserError(f"{where}: expected a mapping of sections, got {type(tree).__name__}")
+    flat = {}
+    for section, body in tree.items():
+        if not isinstance(body, dict):
+            raise UserError(f"{where}: section '{section}' must be a mapping of fields")
+        for name, value in body.items():
+            flat[f"{section}.{name}"] = value
+    return flat
+
+
+def resolve_recipe(path: str | Path) -> Path:
+    """A recipe is a YAML path, or the name of a bundled recipe ('default', 'cpu-small')."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return p
+    bundled = RECIPES_DIR / f"{path}.yaml"
+    if bundled.is_file():
+        return bundled
+    raise UserError(f"config file not found: {path}")
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Defaults, then the recipe (YAML), then dotted overrides; validated."""
+    cfg = Config()
+    if path is not None:
+        p = resolve_recipe(path)
+        try:
+            tree = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        try:
+            apply(cfg, flatten(tree, str(p)))
+        except UserError as e:
+            raise UserError(f"{p}: {e}") from None
+    apply(cfg, overrides or {})
+    validate(cfg)
+    return cfg
+
+
+def from_dict(tree: dict[str, Any]) -> Config:
+    cfg = apply(Config(), flatten(tree, "config"))
+    validate(cfg)
+    return cfg
+
+
+def save(cfg: Config, path: Path) -> None:
+    path.write_text(cfg.to_yaml())
+
+
+def validate(cfg: Config) -> None:
+    """Raise a one-line UserError naming the first invalid field."""
+    m, t = cfg.model, cfg.train
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise UserError(msg)
+
+    for key, allowed in CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        need(value in allowed, f"{key}: unknown value '{value}' (choose from {', '.join(allowed)})")
+    for key in ("model.n_layers", "model.d_model", "model.n_heads", "model.vocab_size", "train.steps",
+                "train.batch_size", "train.grad_accum", "train.seq_len", "train.log_every", "eval.batches"):
+        section, name = key.split(".")
+        need(getattr(getattr(cfg, section), name) > 0, f"{key}: must be positive")
+    for key in ("train.warmup_steps", "eval.every", "eval.sample_tokens", "checkpoint.every", "train.weight_decay",
+                "train.grad_clip"):
+        section, name = key.split(".")
+        need(getattr(getattr(cfg, section), name) >= 0, f"{key}: must be >= 0")
+    need(cfg.checkpoint.keep >= 1, "checkpoint.keep: must be at least 1")
+    need(t.lr > 0, "train.lr: must be positive")
+    need(0 <= t.lr_min_ratio <= 1, "train.lr_min_ratio: must be in [0, 1]")
+    need(m.d_model % m.n_heads == 0, f"model.n_heads: {m.n_heads} does not divide model.d_model {m.d_model}")
+    need((m.d_model // m.n_heads) % 2 == 0, "model.n_heads: head dimension d_model/n_heads must be even for RoPE")
+    kv = m.n_kv_heads or m.n_heads
+    need(kv > 0 and m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
+    need(m.d_ff is None or m.d_ff > 0, "model.d_ff: must be positive")
+    need(m.vocab_size <= 2**32, "model.vocab_size: at most 2^32")
+    need(t.batch_size % t.grad_accum == 0,
+         f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
+    need(m.init_std > 0, "model.init_std: must be positive")

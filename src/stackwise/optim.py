@@ -1,0 +1,93 @@
+"""Optimizer construction (AdamW, Adafactor, Muon+AdamW) and the global learning-rate schedule.
+
+All optimizers come from torch.optim. Muon is meant for the hidden 2-D matrices only; embeddings, the LM head and
+norm gains go to AdamW, as Muon's authors use it. Muon runs with `adjust_lr_fn="match_rms_adamw"`, so one
+`train.lr` suits both halves.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from stackwise.config import Config
+
+
+class OptimizerSet:
+    """Several torch optimizers stepped as one (Muon for matrices + AdamW for the rest)."""
+
+    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+        self.optimizers = optimizers
+
+    @property
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [g for opt in self.optimizers for g in opt.param_groups]
+
+    def step(self) -> None:
+        for opt in self.optimizers:
+            opt.step()
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizers": [opt.state_dict() for opt in self.optimizers]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        assert len(state["optimizers"]) == len(self.optimizers), "optimizer layout changed"
+        for opt, s in zip(self.optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+
+
+def _unique_named(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    return list(model.named_parameters())  # named_parameters already drops a tied weight's second name
+
+
+def _is_hidden_matrix(name: str, p: nn.Parameter) -> bool:
+    return p.ndim == 2 and name.startswith("layers.")
+
+
+def _decay_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices (and embeddings); not norm gains."""
+    decay = [p for _, p in named if p.ndim >= 2]
+    no_decay = [p for _, p in named if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
+    o, t = cfg.optim, cfg.train
+    named = [(n, p) for n, p in _unique_named(model) if p.requires_grad]
+    cuda = next(model.parameters()).is_cuda
+    adamw_kwargs = dict(lr=t.lr, betas=(o.beta1, o.beta2), eps=o.eps)
+    adamw_kwargs.update({"fused": True} if cuda else {"foreach": True})
+    if o.name == "adamw":
+        return OptimizerSet([torch.optim.AdamW(_decay_groups(named, t.weight_decay), **adamw_kwargs)])
+    if o.name == "adafactor":
+        return OptimizerSet([torch.optim.Adafactor(_decay_groups(named, t.weight_decay), lr=t.lr, foreach=True)])
+    assert o.name == "muon", o.name
+    hidden = [(n, p) for n, p in named if _is_hidden_matrix(n, p)]
+    rest = [(n, p) for n, p in named if not _is_hidden_matrix(n, p)]
+    muon = torch.optim.Muon([p for _, p in hidden], lr=t.lr, weight_decay=t.weight_decay,
+                            momentum=o.muon_momentum, adjust_lr_fn="match_rms_adamw")
+    return OptimizerSet([muon, torch.optim.AdamW(_decay_groups(rest, t.weight_decay), **adamw_kwargs)])
+
+
+def lr_at(step: int, cfg: Config) -> float:
+    """Linear warmup to train.lr, then cosine decay to lr·lr_min_ratio at the last step; indexed by the global step."""
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    decay_steps = max(1, t.steps - 1 - t.warmup_steps)
+    progress = min(1.0, (step - t.warmup_steps) / decay_steps)
+    floor = t.lr * t.lr_min_ratio
+    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def set_lr(optimizer: OptimizerSet, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,217 @@
+"""The training loop: data, model, optimizer, schedule, evaluation, logging, checkpoints and resume.
+
+`train(cfg, out)` runs a whole run into a run directory:
+  config.yaml     the fully resolved config
+  metrics.jsonl   one JSON object per logged step (step, tokens, flops, wall_s, lr, train_loss, depth, stage,
+                  grad_norm, tokens_per_s; val_loss on evaluation steps)
+  checkpoints/    step_NNNNNNN folders (see checkpoint.py)
+  final/          safetensors weights + HF config.json + tokenizer, loadable as a Llama model
+  result.json     final validation loss, perplexity, unigram entropy, totals
+
+`wall_s` counts training steps only: evaluation, checkpointing and sampling are excluded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from stackwise import checkpoint, hf, parallel
+from stackwise import config as config_mod
+from stackwise import data as data_mod
+from stackwise.data.loader import TrainLoader, val_batches
+from stackwise.flops import flops_per_step
+from stackwise.model import Transformer, count_parameters
+from stackwise.optim import build_optimizer, lr_at, set_lr
+
+
+@dataclass
+class Result:
+    run_dir: Path
+    final_val_loss: float
+    perplexity: float
+    unigram_entropy: float
+    steps: int
+    tokens: int
+    flops: int
+    wall_s: float
+    sample: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+def default_out(cfg: config_mod.Config) -> Path:
+    return Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.growth.method}"
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, device: torch.device, autocast) -> float:
+    """Mean loss over the fixed validation batches (all the same size, so the mean of means is exact)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    for x, y in batches:
+        with autocast():
+            total += model(x.to(device), y.to(device)).item()
+    model.train(was_training)
+    return total / len(batches)
+
+
+class MetricsLog:
+    """metrics.jsonl, append-only; on resume, lines past the checkpoint's step are dropped first."""
+
+    def __init__(self, path: Path, resume_step: int | None):
+        self.path = path
+        if resume_step is not None and path.exists():
+            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
+            path.write_text("".join(ln + "\n" for ln in kept))
+        elif path.exists():
+            path.unlink()
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[tps]} tok/s"),
+        TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
+          console: Console | None = None) -> Result:
+    """Train per cfg into `out`. With resume=True, continue `out` from its newest valid checkpoint."""
+    console = console or Console()
+    log = console.print
+    out = Path(out) if out is not None else default_out(cfg)
+    loaded = checkpoint.latest(out, warn=log) if resume else None
+    if loaded is not None:
+        log(f"resuming from {loaded.path}")
+    out.mkdir(parents=True, exist_ok=True)
+    config_mod.save(cfg, out / "config.yaml")
+
+    device = parallel.device_for(cfg)
+    parallel.configure_backend(device)
+    torch.manual_seed(cfg.train.seed)
+    data = data_mod.prepare(cfg, log=log)
+
+    arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
+    depth = loaded.trainer["depth"] if loaded is not None else arch.model.n_layers
+    model = Transformer(arch.model, n_layers=depth)
+    if loaded is not None:
+        checkpoint.load_weights(model, loaded.path)
+    model.to(device)
+    optimizer = build_optimizer(model, cfg)
+    loader = TrainLoader(data.train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed)
+    counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
+    window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
+    if loaded is not None:
+        optimizer.load_state_dict(loaded.optimizer)
+        loader.load_state_dict(loaded.trainer["loader"])
+        counters = {k: loaded.trainer[k] for k in counters}
+        window = dict(loaded.trainer["window"])
+        checkpoint.set_rng_state(loaded.trainer["rng"])
+    run_model = parallel.wrap(model, cfg)
+
+    t = cfg.train
+    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")  # noqa: E731
+    val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
+    metrics = MetricsLog(out / "metrics.jsonl", counters["step"] if loaded is not None else None)
+    micro = t.batch_size // t.grad_accum
+    step_flops = flops_per_step(cfg.model, model.depth, t.seq_len, t.batch_size)
+
+    def save_checkpoint(step: int) -> None:
+        trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
+        checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg, keep=cfg.checkpoint.keep)
+
+    if loaded is None:
+        log(f"model: {count_parameters(model):,} parameters, depth {model.depth}, d_model {cfg.model.d_model}; "
+            f"{t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; run dir {out}")
+    last_val = None
+    model.train()
+    with _progress(console) as bar:
+        task = bar.add_task("train", total=t.steps, completed=counters["step"], loss="-", tps="-")
+        for step in range(counters["step"], t.steps):
+            t0 = time.perf_counter()
+            set_lr(optimizer, lr_at(step, cfg))
+            x, y = loader.next()
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            loss_sum = torch.zeros((), device=device)
+            for i in range(t.grad_accum):
+                with autocast():
+                    loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
+                loss.backward()
+                loss_sum += loss.detach()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            loss_value = loss_sum.item()  # also synchronises the device, so the timing below is honest
+            dt = time.perf_counter() - t0
+
+            done = step + 1
+            counters["step"] = done
+            counters["tokens"] += t.batch_size * t.seq_len
+            counters["flops"] += step_flops
+            counters["wall_s"] += dt
+            window["loss"] += loss_value
+            window["steps"] += 1
+            window["wall_s"] += dt
+            if not math.isfinite(loss_value):
+                raise RuntimeError(f"training diverged at step {done}: loss {loss_value} (try a lower train.lr)")
+
+            is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0)
+            if is_eval or done % t.log_every == 0:
+                record = {
+                    "step": done, "tokens": counters["tokens"], "flops": counters["flops"],
+                    "wall_s": round(counters["wall_s"], 4), "lr": lr_at(step, cfg),
+                    "train_loss": window["loss"] / window["steps"], "depth": model.depth, "stage": 1,
+                    "grad_norm": float(grad_norm),
+                    "tokens_per_s": window["steps"] * t.batch_size * t.seq_len / window["wall_s"],
+                }
+                if is_eval:
+                    last_val = evaluate(run_model, val, device, autocast)
+                    record["val_loss"] = last_val
+                    bar.console.print(f"step {done:>6}  train {record['train_loss']:.4f}  val {last_val:.4f}  "
+                                      f"lr {record['lr']:.2e}")
+                metrics.write(record)
+                bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
+                window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
+            if done == t.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
+                save_checkpoint(done)
+            bar.update(task, completed=done)
+
+    if last_val is None:  # resumed a run that had already finished
+        last_val = evaluate(run_model, val, device, autocast)
+    hf.save_pretrained(model, out / "final", max_positions=t.seq_len, tok=data.tokenizer)
+    config_mod.save(cfg, out / "final" / "stackwise.yaml")
+    sample = _sample(model, data.tokenizer, cfg, device)
+    entropy = data_mod.unigram_entropy(data.val, cfg.model.vocab_size)
+    result = Result(out, last_val, math.exp(last_val), entropy, counters["step"], counters["tokens"],
+                    counters["flops"], counters["wall_s"], sample)
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return result
+
+
+def _sample(model: Transformer, tok, cfg: config_mod.Config, device: torch.device) -> str:
+    if cfg.eval.sample_tokens == 0:
+        return ""
+    prompt = "The "
+    idx = torch.tensor([tok.encode(prompt).ids], device=device)
+    gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
+    model.eval()
+    out = model.generate(idx, cfg.eval.sample_tokens, context=cfg.train.seq_len, generator=gen)
+    return tok.decode(out[0].tolist())

@@ -1,0 +1,68 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from stackwise.cli import main
+
+
+def _run(*args, cwd=None):
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "stackwise", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=300)
+
+
+def test_train_smoke_through_python_m(corpus, tmp_path):
+    out = tmp_path / "run"
+    proc = _run("train", "--config", "tiny", "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
+                "--train.steps", "6", "--eval.every", "3", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "final validation loss" in proc.stdout and "unigram entropy" in proc.stdout and "sample:" in proc.stdout
+    assert str(out) in proc.stdout
+    assert json.loads((out / "result.json").read_text())["steps"] == 6
+    assert "steps: 6" in (out / "config.yaml").read_text()
+    proc = _run("train", "--resume", str(out), "--train.steps", "8")  # extend the finished run by two steps
+    assert proc.returncode == 0, proc.stderr
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1] == 8
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--train.steps", "-5"], "train.steps"),
+    (["--model.n_heads", "3"], "model.n_heads"),
+    (["--growth.method", "magic"], "growth.method"),
+    (["--optim.name", "lion"], "optim.name"),
+    (["--data.train", "/no/such/file.txt"], "/no/such/file.txt"),
+    (["--config", "/no/such/recipe.yaml"], "/no/such/recipe.yaml"),
+    (["--resume", "/no/such/run"], "/no/such/run"),
+])
+def test_user_errors_exit_nonzero_with_one_line(args, needle, capsys, tmp_path):
+    code = main(["train", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_yaml_typo_through_the_command_line(tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text("model:\n  n_layer: 4\n")
+    proc = _run("train", "--config", str(recipe))
+    assert proc.returncode == 2
+    assert "unknown config field 'model.n_layer'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unknown_flag_is_rejected(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--train.stepz", "3"])
+    assert e.value.code != 0
+
+
+def test_help_lists_every_field_with_its_default():
+    proc = _run("train", "--help")
+    assert proc.returncode == 0
+    for flag in ("--model.n_layers", "--model.d_model", "--train.steps", "--train.lr", "--growth.method",
+                 "--checkpoint.keep", "--data.train", "--optim.name", "--eval.every", "--resume", "--out"):
+        assert flag in proc.stdout, flag
+    assert "default: 500" in proc.stdout

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from stackwise.config import load
+from stackwise.model import Transformer
+from stackwise.optim import build_optimizer, lr_at
+
+SMALL = {"model.n_layers": 2, "model.d_model": 32, "model.n_heads": 2, "model.vocab_size": 64}
+
+
+def test_schedule_warmup_then_cosine_to_floor():
+    cfg = load(None, {"train.steps": 110, "train.warmup_steps": 10, "train.lr": 1.0, "train.lr_min_ratio": 0.1})
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(10, cfg) == pytest.approx(1.0)
+    assert lr_at(59, cfg) == pytest.approx(0.55, abs=0.01)
+    assert lr_at(109, cfg) == pytest.approx(0.1)
+    values = [lr_at(s, cfg) for s in range(10, 110)]
+    assert all(a >= b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "muon"])
+def test_every_parameter_is_optimized_once_and_moves(name):
+    cfg = load(None, {**SMALL, "optim.name": name})
+    torch.manual_seed(0)
+    model = Transformer(cfg.model)
+    opt = build_optimizer(model, cfg)
+    in_opt = [p for g in opt.param_groups for p in g["params"]]
+    assert len(in_opt) == len({id(p) for p in in_opt}) == len(list(model.parameters()))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    x = torch.randint(0, 64, (2, 8))
+    model(x, x).backward()
+    opt.step()
+    for n, p in model.named_parameters():
+        assert not torch.equal(before[n], p), n
+    state = opt.state_dict()
+    opt.load_state_dict(state)
+
+
+def test_muon_takes_hidden_matrices_and_adamw_the_rest():
+    cfg = load(None, {**SMALL, "optim.name": "muon"})
+    model = Transformer(cfg.model)
+    opt = build_optimizer(model, cfg)
+    muon, adamw = opt.optimizers
+    assert isinstance(muon, torch.optim.Muon) and isinstance(adamw, torch.optim.AdamW)
+    muon_params = {id(p) for g in muon.param_groups for p in g["params"]}
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(names[i].startswith("layers.") and "layernorm" not in names[i] for i in muon_params)
+    assert id(model.embed_tokens.weight) not in muon_params
+    assert len(muon_params) == 7 * 2  # q, k, v, o, gate, up, down per layer
+
+
+def test_norm_gains_are_not_decayed():
+    cfg = load(None, SMALL)
+    model = Transformer(cfg.model)
+    opt = build_optimizer(model, cfg)
+    for g in opt.param_groups:
+        for p in g["params"]:
+            assert (g["weight_decay"] > 0) == (p.ndim >= 2)
