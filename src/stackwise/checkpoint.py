@@ -26,6 +26,7 @@ from stackwise import config as config_mod
 from stackwise.errors import UserError
 
 PREFIX = "step_"
+PROTECTED = "KEEP"
 FILES = ("model.safetensors", "optimizer.pt", "trainer.pt", "config.yaml")
 
 
@@ -52,8 +53,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save(ckpt_dir: Path, step: int, model: torch.nn.Module, optimizer, trainer: dict[str, Any],
-         cfg: config_mod.Config, keep: int | None = None) -> Path:
-    """Write checkpoints/step_NNNNNNN atomically; then drop all but the newest `keep` (None keeps all)."""
+         cfg: config_mod.Config, keep: int | None = None, protect: bool = False) -> Path:
+    """Write checkpoints/step_NNNNNNN atomically; then drop all but the newest `keep` (None keeps all).
+
+    A protected checkpoint (the end of a growth stage) is never dropped by that rotation."""
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     final = ckpt_dir / f"{PREFIX}{step:07d}"
     tmp = ckpt_dir / f".tmp-{PREFIX}{step:07d}"
@@ -63,6 +66,8 @@ def save(ckpt_dir: Path, step: int, model: torch.nn.Module, optimizer, trainer: 
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save({**trainer, "rng": rng_state()}, tmp / "trainer.pt")
     config_mod.save(cfg, tmp / "config.yaml")
+    if protect:
+        (tmp / PROTECTED).write_text("end of a growth stage: kept by checkpoint rotation\n")
     for name in FILES:
         _fsync(tmp / name)
     if final.exists():
@@ -70,7 +75,8 @@ def save(ckpt_dir: Path, step: int, model: torch.nn.Module, optimizer, trainer: 
     os.rename(tmp, final)
     _fsync(ckpt_dir)
     if keep is not None:
-        for old in list_checkpoints(ckpt_dir)[:-keep]:
+        rotating = [p for p in list_checkpoints(ckpt_dir) if not (p / PROTECTED).exists()]
+        for old in rotating[:-keep]:
             shutil.rmtree(old)
     return final
 

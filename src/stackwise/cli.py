@@ -7,6 +7,7 @@ with its default. A UserError prints one line and exits with status 2, without a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"YAML recipe, a path or a bundled name (default: {DEFAULT_RECIPE})")
     p.add_argument("--out", help="run directory (default: runs/<time>-<method>)")
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its newest valid checkpoint")
+    _add_config_flags(p)
+    p = sub.add_parser("plan", help="print a run's growth stages and predicted speedup, without training",
+                       description="Print the stage plan of a config (same config and flags as train).")
+    p.add_argument("--config", help=f"YAML recipe, a path or a bundled name (default: {DEFAULT_RECIPE})")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _add_config_flags(p)
     return parser
 
@@ -71,7 +77,44 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     )
 
 
-COMMANDS = {"train": cmd_train}
+def plan_dict(cfg: config_mod.Config) -> dict:
+    from stackwise import growth
+
+    stages = growth.plan(cfg)
+    return {
+        "method": cfg.growth.method,
+        "n_layers": cfg.model.n_layers,
+        "block_size": cfg.growth.block_size,
+        "total_steps": cfg.train.steps,
+        "stages": [{"stage": s.index, "depth": s.depth, "start_step": s.start_step, "end_step": s.end_step,
+                    "source_layers": None if s.source_layers is None else list(s.source_layers)} for s in stages],
+        "speedup": growth.speedup(cfg, stages),
+    }
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> None:
+    from rich.table import Table
+
+    cfg = config_mod.load(args.config or DEFAULT_RECIPE, _overrides(args))
+    plan = plan_dict(cfg)
+    if args.json:
+        print(json.dumps(plan))
+        return
+    table = Table(title=f"{plan['method']}: {plan['n_layers']} layers, block {plan['block_size']}, "
+                        f"{plan['total_steps']} steps")
+    for col in ("stage", "depth", "start step", "end step", "steps", "source layers"):
+        table.add_column(col, justify="left" if col == "source layers" else "right")
+    for s in plan["stages"]:
+        src = "-" if s["source_layers"] is None else " ".join(map(str, s["source_layers"]))
+        table.add_row(str(s["stage"]), str(s["depth"]), str(s["start_step"]), str(s["end_step"]),
+                      str(s["end_step"] - s["start_step"]), src)
+    console.print(table)
+    sp = plan["speedup"]
+    console.print(f"predicted speedup vs the full-depth baseline over the same steps: "
+                  f"layer-FLOPs {sp['layer_flops']:.3f}x, total-FLOPs {sp['total_flops']:.3f}x")
+
+
+COMMANDS = {"train": cmd_train, "plan": cmd_plan}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,11 +81,14 @@ class EvalConfig:
 
 @dataclass
 class GrowthConfig:
-    method: str = "none"  # none (the fixed-depth baseline)
-    block_size: int = 1
-    alpha: float = 1.0
-    init: str = "copy"
-    optimizer_state: str = "copy"
+    method: str = "none"  # none (fixed-depth baseline) | midas | lidas | gradstack | progressive
+    block_size: int = 2  # b: layers added per growth event (midas, lidas, gradstack); n_layers must be divisible
+    alpha: float = 1.0  # PROP-α: stage i gets a share of the steps proportional to i^α (0 = uniform)
+    stage_fractions: list[float] | None = None  # explicit share of each stage instead of alpha; sums to 1
+    start_layers: int | None = None  # progressive: depth of stage 1 (default block_size); doubles each stage
+    init: str = "copy"  # new layers: copy | random | identity (copy with zeroed output projections)
+    optimizer_state: str = "copy"  # at growth: copy (new params take their source's state) | reset-new | reset-all
+    rewarmup_steps: int = 0  # optional linear LR re-warmup after each growth event (ablations; 0 = off)
 
 
 @dataclass
@@ -116,9 +119,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.parallel": ("none",),
     "optim.name": ("adamw", "adafactor", "muon"),
-    "growth.method": ("none",),
-    "growth.init": ("copy",),
-    "growth.optimizer_state": ("copy",),
+    "growth.method": ("none", "midas", "lidas", "gradstack", "progressive"),
+    "growth.init": ("copy", "random", "identity"),
+    "growth.optimizer_state": ("copy", "reset-new", "reset-all"),
 }
 
 
@@ -139,6 +142,8 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
         with contextlib.suppress(yaml.YAMLError):
             value = yaml.safe_load(value) if value.strip() else None
     inner = _optional_of(typ)
+    if inner is not None and typing.get_origin(inner) is list:
+        return _coerce_list(key, value)
     if inner is not None:
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
             return None
@@ -165,6 +170,20 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
     else:
         raise AssertionError(f"unsupported field type {typ} for {key}")
     raise UserError(f"{key}: expected {typ.__name__}, got {value!r}")
+
+
+def _coerce_list(key: str, value: Any) -> list[float] | None:
+    """A list of numbers from YAML ([0.2, 0.8]) or a flag ('0.2,0.8' or '[0.2, 0.8]'); None/null clears it."""
+    if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, (int, float)):
+        value = [value]
+    try:
+        return [float(v) for v in value]
+    except (TypeError, ValueError):
+        raise UserError(f"{key}: expected a list of numbers, got {value!r}") from None
 
 
 def _optional_of(typ: Any) -> Any:
@@ -270,3 +289,7 @@ def validate(cfg: Config) -> None:
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
     need(m.init_std > 0, "model.init_std: must be positive")
+    need(cfg.growth.rewarmup_steps >= 0, "growth.rewarmup_steps: must be >= 0")
+    from stackwise import growth  # growth imports this module
+
+    growth.validate(cfg)

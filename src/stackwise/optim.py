@@ -7,6 +7,7 @@ norm gains go to AdamW, as Muon's authors use it. Muon runs with `adjust_lr_fn="
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -77,17 +78,50 @@ def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
     return OptimizerSet([muon, torch.optim.AdamW(_decay_groups(rest, t.weight_decay), **adamw_kwargs)])
 
 
-def lr_at(step: int, cfg: Config) -> float:
-    """Linear warmup to train.lr, then cosine decay to lr·lr_min_ratio at the last step; indexed by the global step."""
+def lr_at(step: int, cfg: Config, stage_start: int = 0) -> float:
+    """Linear warmup to train.lr, then cosine decay to lr·lr_min_ratio at the last step; indexed by the global step.
+
+    With growth.rewarmup_steps > 0, a stage that starts at `stage_start` > 0 also ramps linearly back up to the
+    global schedule's value over that many steps (an ablation; the paper keeps the one global schedule).
+    """
     t = cfg.train
     if step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    decay_steps = max(1, t.steps - 1 - t.warmup_steps)
-    progress = min(1.0, (step - t.warmup_steps) / decay_steps)
-    floor = t.lr * t.lr_min_ratio
-    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        lr = t.lr * (step + 1) / t.warmup_steps
+    else:
+        decay_steps = max(1, t.steps - 1 - t.warmup_steps)
+        progress = min(1.0, (step - t.warmup_steps) / decay_steps)
+        floor = t.lr * t.lr_min_ratio
+        lr = floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    rewarm = cfg.growth.rewarmup_steps
+    if rewarm and stage_start > 0:
+        lr *= min(1.0, (step - stage_start + 1) / rewarm)
+    return lr
 
 
 def set_lr(optimizer: OptimizerSet, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
+
+
+def _clone_state(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.clone() if torch.is_tensor(v) else copy.deepcopy(v) for k, v in state.items()}
+
+
+def transfer_state(old: OptimizerSet, old_params: dict[str, nn.Parameter], new: OptimizerSet,
+                   new_model: nn.Module, source_of: dict[str, str], fresh: set[str], mode: str) -> None:
+    """Give the grown model's optimizer the state of the old one, per growth.optimizer_state.
+
+    source_of maps each new parameter name to the old parameter it was copied from; `fresh` names the parameters
+    of newly created layers. copy: every parameter gets a copy of its source's state (its own, for kept layers);
+    reset-new: only kept parameters do; reset-all: nothing is carried over.
+    """
+    if mode == "reset-all":
+        return
+    old_state = {id(p): s for opt in old.optimizers for p, s in opt.state.items()}
+    owner = {id(p): opt for opt in new.optimizers for g in opt.param_groups for p in g["params"]}
+    for name, p in new_model.named_parameters():
+        if mode == "reset-new" and name in fresh:
+            continue
+        state = old_state.get(id(old_params[source_of[name]]))
+        if state:
+            owner[id(p)].state[p] = _clone_state(state)

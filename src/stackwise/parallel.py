@@ -30,6 +30,13 @@ def configure_backend(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """Undo `wrap` before the layer list changes (a deep-copied compiled block would call its source's code)."""
+    for block in model.layers:
+        block._compiled_call_impl = None
+    return model
+
+
 def wrap(model: nn.Module, cfg: Config) -> nn.Module:
     """Compile each block in place (state-dict names unchanged), as torchtitan does."""
     if cfg.train.compile:

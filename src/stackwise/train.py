@@ -24,13 +24,13 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stackwise import checkpoint, hf, parallel
+from stackwise import checkpoint, growth, hf, parallel
 from stackwise import config as config_mod
 from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
 from stackwise.flops import flops_per_step
 from stackwise.model import Transformer, count_parameters
-from stackwise.optim import build_optimizer, lr_at, set_lr
+from stackwise.optim import OptimizerSet, build_optimizer, lr_at, set_lr, transfer_state
 
 
 @dataclass
@@ -49,6 +49,59 @@ class Result:
         d = dict(self.__dict__)
         d["run_dir"] = str(self.run_dir)
         return d
+
+
+def autocast_for(cfg: config_mod.Config, device: torch.device):
+    """A context-manager factory: bf16 autocast when train.dtype is bfloat16, else a no-op."""
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
+
+
+def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, device: torch.device,
+               autocast) -> tuple[float, torch.Tensor]:
+    """One optimizer step over a global batch (split into train.grad_accum micro-batches).
+
+    `model` holds the parameters; `run_model` is what is called (the compiled/wrapped model). Returns the mean loss
+    (a Python float: reading it synchronises the device, so a caller's timing is honest) and the gradient norm.
+    """
+    t = cfg.train
+    x, y = (b.to(device, non_blocking=True) for b in batch)
+    micro = t.batch_size // t.grad_accum
+    loss_sum = torch.zeros((), device=device)
+    for i in range(t.grad_accum):
+        with autocast():
+            loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
+        loss.backward()
+        loss_sum += loss.detach()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum.item(), grad_norm
+
+
+def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: config_mod.Config) -> OptimizerSet:
+    """One growth event: unwrap, replace the layer list per the stage's source map, rebuild the optimizer with
+    state transferred (growth.optimizer_state). The caller re-wraps the model. Returns the new optimizer."""
+    src = list(stage.source_layers)
+    assert len(src) == stage.depth and max(src) < model.depth
+    parallel.unwrap(model)
+    old_params = dict(model.named_parameters())
+    device = next(model.parameters()).device
+    model.layers = torch.nn.ModuleList(
+        growth.grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers))
+    model.to(device)
+    fresh_layers = set(growth.new_positions(src))
+    source_of, fresh = {}, set()
+    for name, _ in model.named_parameters():
+        if name.startswith("layers."):
+            _, i, rest = name.split(".", 2)
+            source_of[name] = f"layers.{src[int(i)]}.{rest}"
+            if int(i) in fresh_layers:
+                fresh.add(name)
+        else:
+            source_of[name] = name
+    new_optimizer = build_optimizer(model, cfg)
+    transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh, cfg.growth.optimizer_state)
+    return new_optimizer
 
 
 def default_out(cfg: config_mod.Config) -> Path:
@@ -110,7 +163,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     data = data_mod.prepare(cfg, log=log)
 
     arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
-    depth = loaded.trainer["depth"] if loaded is not None else arch.model.n_layers
+    stages = growth.plan(cfg)
+    depth = loaded.trainer["depth"] if loaded is not None else stages[0].depth
     model = Transformer(arch.model, n_layers=depth)
     if loaded is not None:
         checkpoint.load_weights(model, loaded.path)
@@ -128,44 +182,44 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     run_model = parallel.wrap(model, cfg)
 
     t = cfg.train
-    autocast = lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")  # noqa: E731
+    autocast = autocast_for(cfg, device)
     val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
     metrics = MetricsLog(out / "metrics.jsonl", counters["step"] if loaded is not None else None)
-    micro = t.batch_size // t.grad_accum
-    step_flops = flops_per_step(cfg.model, model.depth, t.seq_len, t.batch_size)
+    events = out / "events.jsonl"
 
-    def save_checkpoint(step: int) -> None:
+    def save_checkpoint(step: int, protect: bool = False) -> None:
         trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
-        checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg, keep=cfg.checkpoint.keep)
+        checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg, keep=cfg.checkpoint.keep,
+                        protect=protect)
 
     if loaded is None:
-        log(f"model: {count_parameters(model):,} parameters, depth {model.depth}, d_model {cfg.model.d_model}; "
-            f"{t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; run dir {out}")
+        events.unlink(missing_ok=True)
+        log(f"model: {count_parameters(model):,} parameters at depth {model.depth} (target {cfg.model.n_layers}), "
+            f"d_model {cfg.model.d_model}; {t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; "
+            f"growth {cfg.growth.method} in {len(stages)} stage(s); run dir {out}")
     last_val = None
     model.train()
     with _progress(console) as bar:
         task = bar.add_task("train", total=t.steps, completed=counters["step"], loss="-", tps="-")
         for step in range(counters["step"], t.steps):
             t0 = time.perf_counter()
-            set_lr(optimizer, lr_at(step, cfg))
-            x, y = loader.next()
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss_sum = torch.zeros((), device=device)
-            for i in range(t.grad_accum):
-                with autocast():
-                    loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
-                loss.backward()
-                loss_sum += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = loss_sum.item()  # also synchronises the device, so the timing below is honest
+            stage = growth.stage_at(stages, step)
+            if model.depth != stage.depth:
+                optimizer = grow(model, optimizer, stage, cfg)
+                run_model = parallel.wrap(model, cfg)
+                seconds = time.perf_counter() - t0
+                with events.open("a") as f:
+                    f.write(json.dumps({"event": "growth", "step": step, "stage": stage.index,
+                                        "depth": model.depth, "seconds": seconds}) + "\n")
+                bar.console.print(f"step {step:>6}  grew to depth {model.depth} (stage {stage.index}/{len(stages)})")
+            set_lr(optimizer, lr_at(step, cfg, stage.start_step))
+            loss_value, grad_norm = train_step(model, run_model, optimizer, loader.next(), cfg, device, autocast)
             dt = time.perf_counter() - t0
 
             done = step + 1
             counters["step"] = done
             counters["tokens"] += t.batch_size * t.seq_len
-            counters["flops"] += step_flops
+            counters["flops"] += flops_per_step(cfg.model, model.depth, t.seq_len, t.batch_size)
             counters["wall_s"] += dt
             window["loss"] += loss_value
             window["steps"] += 1
@@ -177,8 +231,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             if is_eval or done % t.log_every == 0:
                 record = {
                     "step": done, "tokens": counters["tokens"], "flops": counters["flops"],
-                    "wall_s": round(counters["wall_s"], 4), "lr": lr_at(step, cfg),
-                    "train_loss": window["loss"] / window["steps"], "depth": model.depth, "stage": 1,
+                    "wall_s": round(counters["wall_s"], 4), "lr": lr_at(step, cfg, stage.start_step),
+                    "train_loss": window["loss"] / window["steps"], "depth": model.depth, "stage": stage.index,
                     "grad_norm": float(grad_norm),
                     "tokens_per_s": window["steps"] * t.batch_size * t.seq_len / window["wall_s"],
                 }
@@ -190,8 +244,9 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                 metrics.write(record)
                 bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
                 window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
-            if done == t.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
-                save_checkpoint(done)
+            boundary = done == stage.end_step and done < t.steps
+            if boundary or done == t.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
+                save_checkpoint(done, protect=boundary)
             bar.update(task, completed=done)
 
     if last_val is None:  # resumed a run that had already finished
@@ -209,7 +264,7 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
 def _sample(model: Transformer, tok, cfg: config_mod.Config, device: torch.device) -> str:
     if cfg.eval.sample_tokens == 0:
         return ""
-    prompt = "The "
+    prompt = "The"
     idx = torch.tensor([tok.encode(prompt).ids], device=device)
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
     model.eval()

@@ -1,0 +1,255 @@
+"""Growth operators, stage plans, function preservation, optimizer-state transfer and resume across growth."""
+
+import json
+import math
+import shutil
+
+import pytest
+import torch
+from rich.console import Console
+
+from stackwise import checkpoint, growth
+from stackwise.config import load
+from stackwise.errors import UserError
+from stackwise.model import Transformer
+from stackwise.optim import build_optimizer
+from stackwise.train import grow, train
+
+QUIET = Console(quiet=True)
+CASES = [(L, b) for L in (6, 8, 12, 24) for b in (1, 2, 3, 4, 6) if L % b == 0 and L // b >= 2]
+
+
+def _expected(method: str, d: int, b: int) -> list[int]:
+    """The DESIGN.md formulas, written independently of the operators."""
+    if method == "midas":
+        j = math.ceil((d // b) / 2)  # 1-indexed block
+        block = list(range((j - 1) * b, j * b))
+        return list(range(0, j * b)) + block + list(range(j * b, d))
+    if method == "lidas":
+        lo = math.ceil(d / 2) - math.ceil(b / 2)
+        return list(range(0, lo + b)) + list(range(lo, lo + b)) + list(range(lo + b, d))
+    if method == "gradstack":
+        return list(range(d)) + list(range(d - b, d))
+    assert method == "progressive"
+    return list(range(d)) * 2
+
+
+@pytest.mark.parametrize("L, b", CASES)
+@pytest.mark.parametrize("method", ["midas", "lidas", "gradstack"])
+def test_source_maps_match_the_formulas(method, L, b):
+    for d in range(b, L, b):
+        src = growth.OPERATORS[method](d, b)
+        assert src == _expected(method, d, b)
+        assert len(src) == d + b and sorted(set(src)) == list(range(d))
+
+
+@pytest.mark.parametrize("L, start", [(8, 1), (8, 2), (12, 3), (24, 3), (24, 6), (6, 3)])
+def test_progressive_doubles(L, start):
+    cfg = load(None, {"model.n_layers": L, "growth.method": "progressive", "growth.start_layers": start,
+                      "train.steps": 1000})
+    stages = growth.plan(cfg)
+    assert [s.depth for s in stages][0] == start and stages[-1].depth == L
+    for prev, s in zip(stages, stages[1:]):
+        assert s.depth == 2 * prev.depth and list(s.source_layers) == _expected("progressive", prev.depth, 0)
+
+
+def test_design_examples():
+    assert growth.midas(12, 4) == [0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7, 8, 9, 10, 11]
+    assert growth.lidas(8, 4) == [0, 1, 2, 3, 4, 5, 2, 3, 4, 5, 6, 7]
+    assert growth.gradstack(8, 4) == [0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7]
+    assert growth.progressive(4, 4) == [0, 1, 2, 3, 0, 1, 2, 3]
+    cfg = load(None, {"model.n_layers": 24, "growth.method": "midas", "growth.block_size": 4, "train.steps": 600})
+    copied = []
+    for s in growth.plan(cfg)[1:]:
+        new = growth.new_positions(list(s.source_layers))
+        copied.append([s.source_layers[i] for i in new])
+    assert copied == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5, 6, 7], [4, 5, 6, 7], [8, 9, 10, 11]]
+    for d in (4, 12, 20):  # n odd: LIDAS equals MIDAS
+        assert growth.lidas(d, 4) == growth.midas(d, 4)
+
+
+@pytest.mark.parametrize("alpha", [0, 0.5, 1, 2, 3])
+@pytest.mark.parametrize("T", [500, 600, 997, 10000])
+def test_prop_alpha_boundaries(alpha, T):
+    cfg = load(None, {"model.n_layers": 6, "growth.method": "midas", "growth.block_size": 1, "growth.alpha": alpha,
+                      "train.steps": T})
+    stages = growth.plan(cfg)
+    T = cfg.train.steps
+    assert stages[0].start_step == 0 and stages[-1].end_step == T
+    assert all(a.end_step == b.start_step for a, b in zip(stages, stages[1:]))
+    assert sum(s.steps for s in stages) == T
+    norm = sum(i ** alpha for i in range(1, 7))
+    for i, s in enumerate(stages, 1):  # cumulative floor: B_i = floor(T * sum_{j<=i} j^a / sum j^a)
+        assert s.end_step == (T if i == 6 else math.floor(T * sum(j ** alpha for j in range(1, i + 1)) / norm))
+    if alpha == 0 and T % 6 == 0:
+        assert {s.steps for s in stages} == {T // 6}
+    if alpha > 0:
+        assert all(a.steps <= b.steps + 1 for a, b in zip(stages, stages[1:]))
+
+
+def test_stage_fractions_and_speedups():
+    cfg = load(None, {"model.n_layers": 4, "growth.method": "midas", "growth.block_size": 2, "train.steps": 10,
+                      "growth.stage_fractions": "0.3,0.7"})
+    assert [(s.start_step, s.end_step) for s in growth.plan(cfg)] == [(0, 3), (3, 10)]
+    for alpha, k, want in [(1, 6, 1.385), (2, 6, 1.238), (3, 6, 1.163), (2, 8, 1.259)]:
+        cfg = load(None, {"model.n_layers": k, "growth.method": "midas", "growth.block_size": 1,
+                          "growth.alpha": alpha, "train.steps": 10**7})
+        sp = growth.speedup(cfg, growth.plan(cfg))
+        assert sp["layer_flops"] == pytest.approx(want, abs=1e-3)
+        assert 1 < sp["total_flops"] < sp["layer_flops"]
+    base = load(None, {"train.steps": 100})
+    assert growth.speedup(base, growth.plan(base)) == {"layer_flops": 1.0, "total_flops": 1.0}
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"model.n_layers": 6, "growth.method": "midas", "growth.block_size": 4}, "growth.block_size"),
+    ({"model.n_layers": 6, "growth.method": "progressive", "growth.start_layers": 4}, "growth.start_layers"),
+    ({"model.n_layers": 4, "growth.method": "midas", "growth.stage_fractions": "0.5,0.2"}, "growth.stage_fractions"),
+    ({"model.n_layers": 4, "growth.method": "midas", "growth.stage_fractions": "1"}, "growth.stage_fractions"),
+    ({"model.n_layers": 8, "growth.method": "midas", "growth.block_size": 1, "train.steps": 5}, "train.steps"),
+    ({"growth.method": "midas", "growth.alpha": -1}, "growth.alpha"),
+    ({"growth.init": "zeros"}, "growth.init"),
+    ({"growth.optimizer_state": "keep"}, "growth.optimizer_state"),
+])
+def test_growth_config_errors(overrides, field):
+    with pytest.raises(UserError, match=field.replace(".", r"\.")):
+        load(None, overrides)
+
+
+def _grown(method="midas", init="copy", opt_state="copy", optim="adamw", L=4, b=2):
+    cfg = load(None, {"model.n_layers": L, "model.d_model": 32, "model.n_heads": 2, "model.vocab_size": 64,
+                      "growth.method": method, "growth.block_size": b, "growth.init": init,
+                      "growth.optimizer_state": opt_state, "optim.name": optim, "train.steps": 20})
+    stages = growth.plan(cfg)
+    torch.manual_seed(0)
+    model = Transformer(cfg.model, n_layers=stages[0].depth)
+    opt = build_optimizer(model, cfg)
+    x = torch.randint(0, 64, (2, 8))
+    for _ in range(2):  # give the optimizer real state
+        model(x, x).backward()
+        opt.step()
+        opt.zero_grad()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    old_state = {n: opt_state_of(opt, p) for n, p in model.named_parameters()}
+    logits_before = model(x)
+    new_opt = grow(model, opt, stages[1], cfg)
+    return cfg, stages[1], model, new_opt, before, old_state, logits_before, x
+
+
+def opt_state_of(opt, p):
+    for o in opt.optimizers:
+        if p in o.state:
+            return {k: v.clone() if torch.is_tensor(v) else v for k, v in o.state[p].items()}
+    return {}
+
+
+@pytest.mark.parametrize("method", ["midas", "lidas", "gradstack", "progressive"])
+def test_new_layers_copy_their_source_bitwise(method):
+    cfg, stage, model, _, before, _, _, _ = _grown(method, L=8, b=2)
+    assert model.depth == stage.depth
+    for i, src in enumerate(stage.source_layers):
+        assert model.layers[i].layer_idx == i
+        for name, p in model.layers[i].named_parameters():
+            assert torch.equal(p, before[f"layers.{src}.{name}"]), (i, name)
+    ptrs = [p.data_ptr() for p in model.parameters()]
+    assert len(ptrs) == len(set(ptrs))  # copies are new tensors, not aliases
+
+
+def test_identity_init_preserves_the_function():
+    cfg, stage, model, _, _, _, logits_before, x = _grown("midas", init="identity", L=6, b=2)
+    assert model.depth == 4
+    torch.testing.assert_close(model(x), logits_before, rtol=0, atol=1e-6)
+    new = growth.new_positions(list(stage.source_layers))
+    assert all(model.layers[i].mlp.down_proj.weight.abs().sum() == 0 for i in new)
+
+
+def test_random_init_reinitialises_only_new_layers():
+    cfg, stage, model, _, before, _, _, _ = _grown("gradstack", init="random", L=6, b=2)
+    new = growth.new_positions(list(stage.source_layers))
+    for i, src in enumerate(stage.source_layers):
+        same = torch.equal(model.layers[i].self_attn.q_proj.weight, before[f"layers.{src}.self_attn.q_proj.weight"])
+        assert same == (i not in new)
+
+
+@pytest.mark.parametrize("optim", ["adamw", "adafactor", "muon"])
+def test_optimizer_state_is_copied_from_the_source(optim):
+    cfg, stage, model, opt, _, old_state, _, x = _grown("midas", optim=optim, L=4, b=1)
+    for name, p in model.named_parameters():
+        src_name = name
+        if name.startswith("layers."):
+            _, i, rest = name.split(".", 2)
+            src_name = f"layers.{stage.source_layers[int(i)]}.{rest}"
+        got, want = opt_state_of(opt, p), old_state[src_name]
+        assert got.keys() == want.keys() and got, name
+        for k in want:
+            assert torch.equal(torch.as_tensor(got[k]), torch.as_tensor(want[k])), (name, k)
+    # every parameter is in the optimizer exactly once and gets a gradient
+    in_opt = [p for g in opt.param_groups for p in g["params"]]
+    assert {id(p) for p in in_opt} == {id(p) for p in model.parameters()} and len(in_opt) == len(set(map(id, in_opt)))
+    model(x, x).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    opt.step()
+    assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
+
+
+def test_reset_new_and_reset_all():
+    _, stage, model, opt, _, _, _, _ = _grown("midas", opt_state="reset-new", L=4, b=1)
+    new = set(growth.new_positions(list(stage.source_layers)))
+    for i, layer in enumerate(model.layers):
+        has = bool(opt_state_of(opt, layer.self_attn.q_proj.weight))
+        assert has == (i not in new)
+    assert opt_state_of(opt, model.embed_tokens.weight)
+    _, _, model, opt, _, _, _, _ = _grown("midas", opt_state="reset-all", L=4, b=1)
+    assert not any(opt_state_of(opt, p) for p in model.parameters())
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_training_grows_at_the_planned_boundaries(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(model__n_layers=4, growth__method="midas", growth__block_size=1, growth__alpha=1,
+                   train__steps=20, checkpoint__keep=1)
+    train(cfg, tmp_path / "run", console=QUIET)
+    m = _metrics(tmp_path / "run")
+    stages = growth.plan(cfg)
+    for s in stages:
+        for r in m:
+            if s.start_step < r["step"] <= s.end_step:
+                assert r["depth"] == s.depth and r["stage"] == s.index
+    events = [json.loads(line) for line in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    assert [(e["step"], e["depth"]) for e in events] == [(s.start_step, s.depth) for s in stages[1:]]
+    flops = [r["flops"] for r in m]
+    per_step = [b - a for a, b in zip([0, *flops], flops)]
+    assert per_step[0] < per_step[-1]  # FLOPs follow the real depth
+    kept = [p.name for p in checkpoint.list_checkpoints(tmp_path / "run" / "checkpoints")]
+    assert kept == [f"step_{s.end_step:07d}" for s in stages]  # boundaries survive rotation, plus the final one
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["num_hidden_layers"] == 4
+
+
+def test_method_none_takes_the_same_path_with_one_stage(tiny_cfg, tmp_path):
+    a = train(tiny_cfg(train__steps=6), tmp_path / "a", console=QUIET)
+    b = train(tiny_cfg(train__steps=6, growth__method="gradstack", growth__block_size=2,
+                       growth__stage_fractions="1"), tmp_path / "b", console=QUIET)
+    assert a.final_val_loss == b.final_val_loss  # a one-stage growth plan is the baseline, bit for bit
+    assert not (tmp_path / "a" / "events.jsonl").exists()
+
+
+@pytest.mark.parametrize("optim", ["adamw", "muon"])
+def test_resume_across_two_growth_events_equals_uninterrupted(tiny_cfg, tmp_path, optim):
+    cfg = tiny_cfg(model__n_layers=3, growth__method="midas", growth__block_size=1, growth__alpha=0,
+                   train__steps=15, checkpoint__every=2, checkpoint__keep=20, train__log_every=1, optim__name=optim,
+                   growth__init="random")
+    full = tmp_path / "full"
+    train(cfg, full, console=QUIET)
+    ckpts = checkpoint.list_checkpoints(full / "checkpoints")
+    for keep in ("step_0000002", "step_0000005", "step_0000010", "step_0000012"):  # before, at and after growth
+        cut = tmp_path / keep
+        shutil.copytree(full, cut)
+        for p in ckpts:
+            if p.name != keep:
+                shutil.rmtree(cut / "checkpoints" / p.name)
+        train(cfg, cut, resume=True, console=QUIET)
+        strip = lambda ms: [(r["step"], r["train_loss"], r.get("val_loss"), r["depth"]) for r in ms]  # noqa: E731
+        assert strip(_metrics(cut)) == strip(_metrics(full)), keep
