@@ -23,7 +23,7 @@ from stackwise import config as config_mod
 from stackwise import data as data_mod
 from stackwise import parallel
 from stackwise.data.loader import TrainLoader
-from stackwise.flops import flops_per_step
+from stackwise.flops import flops_per_token
 from stackwise.model import Transformer, count_parameters
 from stackwise.optim import build_optimizer, lr_at, set_lr
 from stackwise.train import autocast_for, train_step
@@ -104,15 +104,14 @@ def main() -> None:
             out.append(timed(step, args.block))
 
     peak = matmul_peak(device, torch.bfloat16 if t.dtype == "bfloat16" else torch.float32)
-    flops_per_token = flops_per_step(cfg.model, cfg.model.n_layers, t.seq_len, t.batch_size) / (t.batch_size
-                                                                                               * t.seq_len)
+    per_token = flops_per_token(cfg.model, cfg.model.n_layers, t.seq_len)
     o, p = statistics.median(ours_tps), statistics.median(plain_tps)
     print(f"model: {count_parameters(ours):,} parameters, depth {cfg.model.n_layers}, d_model {cfg.model.d_model}, "
           f"batch {t.batch_size}×{t.seq_len}, {t.dtype}, compile={t.compile}, optimizer {cfg.optim.name}, "
           f"{device.type}, {torch.get_num_threads()} threads")
     print(f"rounds {args.rounds} × block {args.block} steps, alternating; medians over blocks")
-    print(f"stackwise step : {o:10,.0f} tokens/s   MFU {o * flops_per_token / peak:6.1%}")
-    print(f"minimal loop   : {p:10,.0f} tokens/s   MFU {p * flops_per_token / peak:6.1%}")
+    print(f"stackwise step : {o:10,.0f} tokens/s   MFU {o * per_token / peak:6.1%}")
+    print(f"minimal loop   : {p:10,.0f} tokens/s   MFU {p * per_token / peak:6.1%}")
     print(f"ratio stackwise / minimal: {o / p:.3f}")
     print(f"measured matmul peak: {peak / 1e9:,.1f} GFLOP/s ({'bf16' if t.dtype == 'bfloat16' else 'fp32'}, 1024³)")
 

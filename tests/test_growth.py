@@ -253,3 +253,17 @@ def test_resume_across_two_growth_events_equals_uninterrupted(tiny_cfg, tmp_path
         train(cfg, cut, resume=True, console=QUIET)
         strip = lambda ms: [(r["step"], r["train_loss"], r.get("val_loss"), r["depth"]) for r in ms]  # noqa: E731
         assert strip(_metrics(cut)) == strip(_metrics(full)), keep
+
+
+def test_compiled_training_through_growth_matches_eager(tiny_cfg, tmp_path, monkeypatch):
+    """Per-block compile is undone and redone at growth: a copied block must run its own weights, not its source's.
+
+    The dynamo 'eager' backend keeps this fast on CPU and exact; the wrapping logic under test is the same."""
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: original(self, backend="eager", **kw))
+    common = {"model__n_layers": 3, "growth__method": "midas", "growth__block_size": 1, "train__steps": 12}
+    eager = train(tiny_cfg(**common), tmp_path / "eager", console=QUIET)
+    compiled = train(tiny_cfg(**common, train__compile=True), tmp_path / "compiled", console=QUIET)
+    assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, rel=1e-6)
+    strip = lambda ms: [round(r["train_loss"], 5) for r in ms]  # noqa: E731
+    assert strip(_metrics(tmp_path / "compiled")) == strip(_metrics(tmp_path / "eager"))

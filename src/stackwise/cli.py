@@ -45,7 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help=f"YAML recipe, a path or a bundled name (default: {DEFAULT_RECIPE})")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     _add_config_flags(p)
+    p = sub.add_parser("compare", help="train several methods x seeds and report speedups at equal quality",
+                       description=compare_doc(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help=f"YAML recipe shared by every method (default: {DEFAULT_RECIPE})")
+    p.add_argument("--methods", default="none,gradstack,midas",
+                   help="comma-separated method specs, each NAME[:field=value...] (default: none,gradstack,midas)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per method (default: 1)")
+    p.add_argument("--equal-compute", action="store_true", help="add the equal-compute (NTNG) baseline")
+    p.add_argument("--out", required=True, help="comparison directory (runs/, summary.json, report.md, plots)")
+    _add_config_flags(p)
+    p = sub.add_parser("report", help="rebuild a comparison's summary, report and plots from its runs")
+    p.add_argument("dir", help="a directory written by stackwise compare")
     return parser
+
+
+def compare_doc() -> str:
+    from stackwise import compare
+
+    return compare.__doc__
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, str]:
@@ -114,12 +131,43 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> None:
                   f"layer-FLOPs {sp['layer_flops']:.3f}x, total-FLOPs {sp['total_flops']:.3f}x")
 
 
-COMMANDS = {"train": cmd_train, "plan": cmd_plan}
+def _print_summary(rows: list[dict], console: Console) -> None:
+    for row in rows:
+        iso = row["iso_loss_speedup"]["flops"]["mean"]
+        wall = row["iso_loss_speedup"]["calibrated_wall"]["mean"]
+        console.print(f"{row['method']:>28}: final val {row['final_val_loss']['mean']:.4f}  "
+                      f"iso-loss speedup FLOPs {'not reached' if iso is None else f'{iso:.3f}x'}, "
+                      f"calibrated wall {'not reached' if wall is None else f'{wall:.3f}x'}")
+
+
+def cmd_compare(args: argparse.Namespace, console: Console) -> None:
+    from stackwise import compare
+
+    if args.seeds < 1:
+        raise UserError("--seeds: must be at least 1")
+    out = Path(args.out)
+    rows = compare.run(args.config, args.methods, args.seeds, args.equal_compute, out, _overrides(args),
+                       command="stackwise " + " ".join(args.argv), log=console.print)
+    _print_summary(rows, console)
+    console.print(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> None:
+    from stackwise import report
+
+    rows = report.build(Path(args.dir), log=console.print)
+    _print_summary(rows, console)
+    console.print(f"report: {Path(args.dir) / 'report.md'}")
+
+
+COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.command is None:
         parser.print_help()
         return 2

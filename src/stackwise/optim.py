@@ -44,10 +44,6 @@ class OptimizerSet:
             opt.load_state_dict(s)
 
 
-def _unique_named(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    return list(model.named_parameters())  # named_parameters already drops a tied weight's second name
-
-
 def _is_hidden_matrix(name: str, p: nn.Parameter) -> bool:
     return p.ndim == 2 and name.startswith("layers.")
 
@@ -62,7 +58,7 @@ def _decay_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float) ->
 
 def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
     o, t = cfg.optim, cfg.train
-    named = [(n, p) for n, p in _unique_named(model) if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # a tied weight appears once
     cuda = next(model.parameters()).is_cuda
     adamw_kwargs = dict(lr=t.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     adamw_kwargs.update({"fused": True} if cuda else {"foreach": True})

@@ -1,0 +1,152 @@
+"""A comparison's report: summary.json, report.md and PNG plots, rebuilt from the run directories alone.
+
+`stackwise report DIR` calls `build(DIR)`; `stackwise compare` calls it after its runs. The calibration pass (see
+calibrate.py) is done once and stored in DIR/calibration.json.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from stackwise import compare  # noqa: E402
+from stackwise.errors import UserError  # noqa: E402
+
+
+def _load_spec(out: Path) -> dict[str, Any]:
+    path = out / "compare.json"
+    if not path.is_file():
+        raise UserError(f"{out}: not a comparison directory (no compare.json)")
+    return json.loads(path.read_text())
+
+
+def _calibration(out: Path, spec: dict[str, Any], log) -> dict[int, float]:
+    path = out / "calibration.json"
+    depths = set()
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            curve = compare.load_curve(out / "runs" / arm["label"] / f"seed{seed}")
+            if curve:
+                depths |= {d for _, d in curve.depth_at}
+    if path.is_file():
+        stored = {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()}
+        if depths <= set(stored):
+            return stored
+    from stackwise.calibrate import step_seconds
+
+    log(f"calibration: timing steps at depths {sorted(depths)} in one interleaved pass ...")
+    cfg = compare.arm_config(spec["config"], compare.Arm(compare.BASELINE, {"growth.method": "none"}), spec["common"])
+    times = step_seconds(cfg, sorted(depths))
+    path.write_text(json.dumps({"step_seconds": {str(k): v for k, v in times.items()}}, indent=2) + "\n")
+    return times
+
+
+def _mean_curve(curves: list[compare.Curve], attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    n = min(len(c.val) for c in curves)
+    x = np.mean([getattr(c, attr)[:n] for c in curves], axis=0)
+    vals = np.array([c.val[:n] for c in curves])
+    return x, vals.mean(axis=0), vals.std(axis=0)
+
+
+def _plot(curves: dict[str, dict[int, compare.Curve]], attr: str, xlabel: str, path: Path, logx: bool = False,
+          boundaries: bool = False) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, by_seed) in enumerate(curves.items()):
+        color = f"C{i}"
+        x, mean, std = _mean_curve(list(by_seed.values()), attr)
+        ax.plot(x, mean, marker="o", ms=3, color=color, label=f"{label} (n={len(by_seed)})")
+        if len(by_seed) > 1:
+            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.15)
+        if boundaries:
+            for b in next(iter(by_seed.values())).boundaries:
+                ax.axvline(b, color=color, ls=":", lw=0.8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for i, (label, by_seed) in enumerate(curves.items()):
+        steps, depths = zip(*next(iter(by_seed.values())).depth_at)
+        ax.step(steps, depths, where="post", color=f"C{i}", label=label)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("depth (layers)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(stat: dict[str, Any], digits: int = 3, unit: str = "") -> str:
+    if stat["mean"] is None:
+        return "not reached"
+    s = f"{stat['mean']:.{digits}f}{unit}"
+    return s + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "") + (f" ({stat['n']})" if stat["n"] else "")
+
+
+def build(out: Path, log=print) -> list[dict[str, Any]]:
+    out = Path(out)
+    spec = _load_spec(out)
+    step_s = _calibration(out, spec, log)
+    curves: dict[str, dict[int, compare.Curve]] = {}
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            curve = compare.load_curve(out / "runs" / arm["label"] / f"seed{seed}", step_s)
+            if curve is not None:
+                curves.setdefault(arm["label"], {})[seed] = curve
+    if compare.BASELINE not in curves:
+        raise UserError(f"{out}: no finished baseline run, nothing to compare against")
+    summary = compare.summarize(curves)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+    _plot(curves, "flops", "training FLOPs (log scale)", out / "loss_vs_flops.png", logx=True)
+    _plot(curves, "wall", "training wall time, s (measured; evaluation excluded)", out / "loss_vs_wall.png")
+    _plot(curves, "calibrated_wall", "calibrated training time, s (per-depth step times from one pass)",
+          out / "loss_vs_calibrated_wall.png")
+    _plot(curves, "steps", "optimizer step (dotted: growth boundaries)", out / "loss_vs_step.png", boundaries=True)
+    _plot_depth(curves, out / "depth.png")
+
+    lines = [
+        "# Comparison report", "",
+        f"Command: `{spec['command']}`", "",
+        f"Seeds: {spec['seeds']}. Entries are mean ± std over seeds (n in parentheses). Speedups compare each seed "
+        "with the baseline run of the same seed (same data order). Wall time counts training steps only (evaluation, "
+        "checkpointing and the calibration pass excluded; compilation is inside the first steps). Calibrated time "
+        "re-costs every run's steps with per-depth step times measured in one interleaved pass at the end "
+        f"({', '.join(f'depth {d}: {s * 1000:.1f} ms' for d, s in sorted(step_s.items()))}).", "",
+        "| method | final val loss | FLOPs | wall s | calibrated s | reached baseline loss | iso-loss speedup "
+        "(FLOPs / wall / calibrated) | compute-equivalent speedup (FLOPs / wall / calibrated) |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in summary:
+        iso, ce = row["iso_loss_speedup"], row["compute_equivalent_speedup"]
+        gap = "" if row["gap_to_baseline_loss"]["mean"] in (None, 0) else \
+            f" (gap {row['gap_to_baseline_loss']['mean']:+.3f})"
+        lines.append(
+            f"| {row['method']} | {_fmt(row['final_val_loss'], 4)} | {row['flops']['mean']:.3e} | "
+            f"{_fmt(row['wall_s'], 1)} | {_fmt(row['calibrated_wall_s'], 1)} | {row['reached_baseline_loss']}{gap} | "
+            f"{_fmt(iso['flops'])} / {_fmt(iso['wall'])} / {_fmt(iso['calibrated_wall'])} | "
+            f"{_fmt(ce['flops'])} / {_fmt(ce['wall'])} / {_fmt(ce['calibrated_wall'])} |")
+    lines += ["", "Arms:", ""]
+    for arm in spec["arms"]:
+        lines.append(f"- `{arm['label']}`: " + ", ".join(f"`{k}={v}`" for k, v in arm["overrides"].items()))
+    lines += ["", "![loss vs FLOPs](loss_vs_flops.png)", "![loss vs wall](loss_vs_wall.png)",
+              "![loss vs calibrated time](loss_vs_calibrated_wall.png)", "![loss vs step](loss_vs_step.png)",
+              "![depth](depth.png)", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    return summary

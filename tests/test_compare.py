@@ -1,0 +1,94 @@
+import json
+
+import pytest
+
+from stackwise import compare
+from stackwise.cli import main
+from stackwise.errors import UserError
+from stackwise.speedup import compute_equivalent_speedup, cost_to_reach, iso_loss_speedup
+
+
+def test_cost_to_reach_interpolates_the_first_crossing():
+    costs, losses = [0, 10, 20, 30], [5.0, 4.0, 3.0, 3.5]
+    assert cost_to_reach(costs, losses, 4.0) == 10
+    assert cost_to_reach(costs, losses, 3.5) == pytest.approx(15)
+    assert cost_to_reach(costs, losses, 5.5) == 0
+    assert cost_to_reach(costs, losses, 2.9) is None
+
+
+def test_iso_loss_speedup_known_answers():
+    base = ([100, 200, 300, 400], [4.0, 3.0, 2.5, 2.0])
+    fast = ([50, 100, 150, 200], [3.5, 2.8, 2.2, 2.0])  # reaches 2.0 at cost 200: 2x
+    assert iso_loss_speedup(*base, *fast) == (pytest.approx(2.0), 0.0)
+    between = ([100, 300], [3.0, 1.0])  # reaches 2.0 at 200 by interpolation
+    assert iso_loss_speedup(*base, *between)[0] == pytest.approx(2.0)
+    slow = ([100, 200, 300, 400], [4.0, 3.2, 2.6, 2.3])
+    sp, gap = iso_loss_speedup(*base, *slow)
+    assert sp is None and gap == pytest.approx(0.3)
+
+
+def test_compute_equivalent_speedup_known_answers():
+    base = ([100, 200, 300, 400], [4.0, 3.0, 2.5, 2.0])
+    method = ([60, 120, 180], [3.6, 3.0, 2.5])  # final 2.5: the baseline needs 300 → 300 / 180
+    assert compute_equivalent_speedup(*base, *method) == pytest.approx(300 / 180)
+    better = ([60, 120], [3.0, 1.9])  # the baseline never reaches 1.9
+    assert compute_equivalent_speedup(*base, *better) is None
+
+
+def test_parse_methods():
+    arms = compare.parse_methods("midas, midas:growth.alpha=2 ,shallow:model.n_layers=4,gradstack")
+    labels = [a.label for a in arms]
+    assert labels == ["none", "midas", "midas_growth.alpha-2", "shallow_model.n_layers-4", "gradstack"]
+    assert arms[2].overrides == {"growth.method": "midas", "growth.alpha": "2"}
+    assert arms[3].overrides == {"model.n_layers": "4", "growth.method": "none"}
+    with pytest.raises(UserError, match="not field=value"):
+        compare.parse_methods("midas:alpha")
+    with pytest.raises(UserError, match="twice"):
+        compare.parse_methods("midas,midas")
+
+
+def test_equal_compute_arm_uses_the_fastest_growth_method(tiny_cfg):
+    common = {"model.n_layers": "4", "train.steps": "100", "growth.block_size": "1"}
+    arms = compare.parse_methods("none,midas,midas:growth.alpha=2")
+    ec = compare.equal_compute_arm(None, arms, common)
+    from stackwise import growth
+    cfg = compare.arm_config(None, arms[1], common)
+    fastest = growth.speedup(cfg, growth.plan(cfg))["total_flops"]  # PROP-1 is faster than PROP-2
+    assert ec.overrides["train.steps"] == str(round(100 / fastest))
+    assert ec.overrides["growth.method"] == "none"
+
+
+def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
+    out = tmp_path / "cmp"
+    argv = ["compare", "--config", "tiny", "--methods", "none,midas", "--equal-compute", "--out", str(out),
+            "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]), "--model.n_layers", "2",
+            "--growth.block_size", "1", "--train.steps", "12", "--eval.every", "4", "--eval.sample_tokens", "0"]
+    assert main(argv) == 0
+    for name in ("compare.json", "summary.json", "report.md", "calibration.json", "loss_vs_flops.png",
+                 "loss_vs_wall.png", "loss_vs_calibrated_wall.png", "loss_vs_step.png", "depth.png"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert [r["method"] for r in summary] == ["none", "midas", "equal-compute"]
+    for row in summary:
+        assert set(row) >= {"method", "seeds", "final_val_loss", "flops", "wall_s", "iso_loss_speedup",
+                            "compute_equivalent_speedup"}
+        assert set(row["final_val_loss"]) >= {"mean", "std"}
+        assert set(row["iso_loss_speedup"]) >= {"flops", "wall"}
+        assert set(row["compute_equivalent_speedup"]) >= {"flops", "wall"}
+    base, midas, ec = summary
+    assert base["iso_loss_speedup"]["flops"]["mean"] == pytest.approx(1.0)
+    assert midas["flops"]["mean"] < base["flops"]["mean"]
+    assert ec["flops"]["mean"] < base["flops"]["mean"]
+    report = (out / "report.md").read_text()
+    assert "| midas |" in report and "stackwise compare" in report
+    mtime = (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime
+    capsys.readouterr()
+    assert main(argv) == 0  # a rerun reuses every finished run
+    assert "reusing" in capsys.readouterr().out
+    assert (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime == mtime
+    assert main(["report", str(out)]) == 0
+
+
+def test_report_on_a_non_comparison_dir(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "compare.json" in capsys.readouterr().err
