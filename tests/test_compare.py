@@ -41,6 +41,11 @@ def test_parse_methods():
     assert labels == ["none", "midas", "midas_growth.alpha-2", "shallow_model.n_layers-4", "gradstack"]
     assert arms[2].overrides == {"growth.method": "midas", "growth.alpha": "2"}
     assert arms[3].overrides == {"model.n_layers": "4", "growth.method": "none"}
+    capped = compare.parse_methods("lidas:seeds=2:growth.alpha=2")[1]
+    assert (capped.label, capped.max_seeds) == ("lidas_growth.alpha-2", 2)
+    assert capped.overrides == {"growth.method": "lidas", "growth.alpha": "2"}
+    with pytest.raises(UserError, match="positive integer"):
+        compare.parse_methods("lidas:seeds=0")
     with pytest.raises(UserError, match="not field=value"):
         compare.parse_methods("midas:alpha")
     with pytest.raises(UserError, match="twice"):

@@ -6,6 +6,7 @@ Method specs (`--methods`) are comma-separated; each is a name optionally follow
     midas                                  growth.method midas, everything else from the config
     midas:growth.alpha=2                   MIDAS with PROP-2, beside PROP-1 in the same comparison
     shallow:model.n_layers=4               a label that is not a method runs the baseline path with its overrides
+    lidas:seeds=2                          `seeds=N` caps that arm at N seeds (the cheaper arms of a long study)
 
 Each arm × seed is its own `python -m stackwise train` process under OUT/runs/<arm>/seed<S>/, so a crash loses one
 run; a finished run (result.json present) is reused when the command is repeated, and an interrupted one resumes
@@ -40,6 +41,7 @@ EQUAL_COMPUTE = "equal-compute"
 class Arm:
     label: str
     overrides: dict[str, str] = field(default_factory=dict)
+    max_seeds: int | None = None  # None: every seed of the comparison
 
 
 def parse_methods(text: str) -> list[Arm]:
@@ -48,18 +50,24 @@ def parse_methods(text: str) -> list[Arm]:
         if not spec:
             continue
         name, *pairs = spec.split(":")
-        overrides = {}
+        overrides, max_seeds = {}, None
         if name in config_mod.CHOICES["growth.method"]:
             overrides["growth.method"] = name
         elif not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"--methods: bad label '{name}' (letters, digits, _ . - only)")
         for pair in pairs:
             key, sep, value = pair.partition("=")
+            if key == "seeds" and sep:
+                if not value.isdigit() or int(value) < 1:
+                    raise UserError(f"--methods: seeds={value} in '{spec}' must be a positive integer")
+                max_seeds = int(value)
+                continue
             if not sep or "." not in key:
                 raise UserError(f"--methods: '{pair}' in '{spec}' is not field=value (e.g. growth.alpha=2)")
             overrides[key] = value
         overrides.setdefault("growth.method", BASELINE)
-        arms.append(Arm(spec.replace(":", "_").replace("=", "-"), overrides))
+        label = ":".join([name, *(p for p in pairs if not p.startswith("seeds="))])
+        arms.append(Arm(label.replace(":", "_").replace("=", "-"), overrides, max_seeds))
     if len({a.label for a in arms}) != len(arms):
         raise UserError("--methods: the same method spec appears twice")
     if not any(a.label == BASELINE for a in arms):
@@ -192,11 +200,12 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
         arms.append(equal_compute_arm(base, arms, common))
     out.mkdir(parents=True, exist_ok=True)
     spec = {"config": base, "common": common, "seeds": list(range(seeds)), "command": command,
-            "arms": [{"label": a.label, "overrides": a.overrides} for a in arms]}
+            "arms": [{"label": a.label, "overrides": a.overrides, "max_seeds": a.max_seeds} for a in arms]}
     (out / "compare.json").write_text(json.dumps(spec, indent=2) + "\n")
     for seed in range(seeds):  # seed-major: a partial comparison already has every method for the first seeds
         for arm in arms:
-            ensure_run(out, base, arm, seed, common, log)
+            if arm.max_seeds is None or seed < arm.max_seeds:
+                ensure_run(out, base, arm, seed, common, log)
     from stackwise import report
 
     return report.build(out, log)
