@@ -66,3 +66,24 @@ def test_help_lists_every_field_with_its_default():
                  "--checkpoint.keep", "--data.train", "--optim.name", "--eval.every", "--resume", "--out"):
         assert flag in proc.stdout, flag
     assert "default: 500" in proc.stdout
+
+
+def test_plan_json_schema(capsys):
+    assert main(["plan", "--json", "--growth.method", "midas", "--model.n_layers", "8", "--growth.block_size", "2",
+                 "--train.steps", "100"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert set(plan) == {"method", "n_layers", "block_size", "total_steps", "stages", "speedup"}
+    assert (plan["method"], plan["n_layers"], plan["block_size"], plan["total_steps"]) == ("midas", 8, 2, 100)
+    assert [s["depth"] for s in plan["stages"]] == [2, 4, 6, 8]
+    assert plan["stages"][0]["source_layers"] is None
+    assert plan["stages"][3]["source_layers"] == [0, 1, 2, 3, 2, 3, 4, 5]
+    assert plan["stages"][0]["start_step"] == 0 and plan["stages"][-1]["end_step"] == 100
+    assert all(a["end_step"] == b["start_step"] for a, b in zip(plan["stages"], plan["stages"][1:]))
+    assert set(plan["speedup"]) == {"layer_flops", "total_flops"} and plan["speedup"]["layer_flops"] == 100 * 8 / (
+        2 * 10 + 4 * 20 + 6 * 30 + 8 * 40)
+
+
+def test_plan_table(capsys):
+    assert main(["plan", "--growth.method", "gradstack", "--model.n_layers", "4", "--growth.block_size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "0 1 2 3 2 3" not in out and "0 1 0 1" in out and "layer-FLOPs" in out

@@ -267,3 +267,18 @@ def test_compiled_training_through_growth_matches_eager(tiny_cfg, tmp_path, monk
     assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, rel=1e-6)
     strip = lambda ms: [round(r["train_loss"], 5) for r in ms]  # noqa: E731
     assert strip(_metrics(tmp_path / "compiled")) == strip(_metrics(tmp_path / "eager"))
+
+
+# Per-step (step, train_loss, val_loss) of the trainer as it was before growth existed, on the conftest corpus and
+# TINY config for 8 steps (written by that trainer on this machine type). `none` must still give exactly these.
+PRE_GROWTH = [[1, 5.7372283935546875, None], [2, 5.6796135902404785, None], [3, 5.537646770477295, None],
+              [4, 5.409169673919678, 5.3068811893463135], [5, 5.286105155944824, None],
+              [6, 5.209195613861084, None], [7, 5.155599117279053, None], [8, 5.152113914489746, 5.15249228477478]]
+
+
+def test_method_none_reproduces_the_pre_growth_trainer(tiny_cfg, tmp_path):
+    train(tiny_cfg(train__steps=8), tmp_path / "run", console=QUIET)
+    got = [[r["step"], r["train_loss"], r.get("val_loss")] for r in _metrics(tmp_path / "run")]
+    for (s, loss, val), (s2, loss2, val2) in zip(got, PRE_GROWTH, strict=True):
+        assert s == s2 and loss == pytest.approx(loss2, rel=1e-6)
+        assert (val is None and val2 is None) or val == pytest.approx(val2, rel=1e-6)
