@@ -56,6 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p = sub.add_parser("report", help="rebuild a comparison's summary, report and plots from its runs")
     p.add_argument("dir", help="a directory written by stackwise compare")
+    p = sub.add_parser("eval", help="score reasoning primitives on a run (or --dump the examples)")
+    p.add_argument("run", nargs="?", help="run directory (not needed with --dump)")
+    p.add_argument("--suite", default="primitives", choices=["primitives"])
+    p.add_argument("--shots", type=int, default=5, help="solved examples before each query (default: 5)")
+    p.add_argument("--n", type=int, default=200, help="queries per task (default: 200)")
+    p.add_argument("--seed", type=int, default=0, help="example generator seed (default: 0)")
+    p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
+    p.add_argument("--checkpoint", default="final", choices=["final", "latest", "all"])
+    p.add_argument("--dump", metavar="DIR", help="write the examples as jsonl (one file per task) and exit")
     return parser
 
 
@@ -160,7 +169,44 @@ def cmd_report(args: argparse.Namespace, console: Console) -> None:
     console.print(f"report: {Path(args.dir) / 'report.md'}")
 
 
-COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report}
+def cmd_eval(args: argparse.Namespace, console: Console) -> None:
+    from rich.table import Table
+
+    from stackwise.evals import runner
+
+    tasks = [t.strip() for t in args.tasks.split(",")] if args.tasks else None
+    if args.n < 1 or args.shots < 0:
+        raise UserError("--n must be >= 1 and --shots >= 0")
+    if args.dump:
+        paths = runner.dump(Path(args.dump), args.n, args.shots, args.seed, tasks)
+        console.print(f"wrote {len(paths)} files to {args.dump}")
+        return
+    if not args.run:
+        raise UserError("eval: give a run directory, or --dump DIR")
+    report = runner.run(Path(args.run), args.checkpoint, args.shots, args.n, args.seed, tasks, log=console.print)
+
+    def cell(score: dict | None) -> str:
+        if not score:
+            return "-"
+        lo, hi = score["ci95"]
+        return f"{score['accuracy']:.1%} [{lo:.0%}, {hi:.0%}]"
+
+    for result in report["results"]:
+        table = Table(title=f"{result['checkpoint']} (step {result['step']}, depth {result['depth']}, "
+                            f"{report['shots']}-shot, n={report['n']}, 95% intervals)")
+        for col in ("task", "greedy exact match", "multiple choice", "chance (MC)"):
+            table.add_column(col)
+        for name, r in result["tasks"].items():
+            mc = r.get("multiple_choice")
+            table.add_row(name, cell(r["generation"]), cell(mc), f"{mc['chance']:.0%}" if mc else "-")
+        console.print(table)
+        if result["truncated_prompts"]:
+            console.print(f"note: {result['truncated_prompts']} prompts exceeded the model's {report['context']}-token "
+                          "context and kept only their end")
+    console.print(f"wrote {Path(args.run) / 'eval' / 'primitives.json'}")
+
+
+COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,9 +10,10 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
+from stackwise.config import ModelConfig
 from stackwise.data.tokenizer import eos_id
 from stackwise.model import Transformer, ffn_dim
 
@@ -51,6 +52,18 @@ def hf_config(model: Transformer, max_positions: int, tok: Tokenizer | None) -> 
         "eos_token_id": eos,
         "torch_dtype": "float32",
     }
+
+
+def load_pretrained(folder: Path, cfg: ModelConfig) -> Transformer:
+    """Our model from a folder written by save_pretrained (its depth from config.json, width from `cfg`)."""
+    depth = json.loads((folder / "config.json").read_text())["num_hidden_layers"]
+    model = Transformer(cfg, n_layers=depth)
+    tensors = load_file(str(folder / "model.safetensors"))
+    state = {k.removeprefix("model."): v for k, v in tensors.items()}
+    if cfg.tie_embeddings:
+        state["lm_head.weight"] = state["embed_tokens.weight"]
+    model.load_state_dict(state, strict=True)
+    return model
 
 
 def save_pretrained(model: Transformer, out: Path, max_positions: int, tok: Tokenizer | None = None) -> None:

@@ -2,6 +2,7 @@
 
 `train(cfg, out)` runs a whole run into a run directory:
   config.yaml     the fully resolved config
+  tokenizer.json  the tokenizer the run trains with
   metrics.jsonl   one JSON object per logged step (step, tokens, flops, wall_s, lr, train_loss, depth, stage,
                   grad_norm, tokens_per_s; val_loss on evaluation steps)
   checkpoints/    step_NNNNNNN folders (see checkpoint.py)
@@ -161,6 +162,7 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     parallel.configure_backend(device)
     torch.manual_seed(cfg.train.seed)
     data = data_mod.prepare(cfg, log=log)
+    data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated with it before final/ exists
 
     arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
     stages = growth.plan(cfg)

@@ -1,0 +1,1 @@
+"""Evaluation beyond validation loss: reasoning primitives and their scoring."""

@@ -1,0 +1,96 @@
+"""`stackwise eval`: score reasoning primitives on a run's final model or checkpoints, or dump the examples.
+
+Writes RUN_DIR/eval/primitives.json:
+  {"shots", "n", "seed", "results": [{"checkpoint", "step", "depth", "val_loss", "truncated_prompts",
+                                      "tasks": {task: {"generation": {...}, "multiple_choice": {...}}}}]}
+each score being {"accuracy", "n", "correct", "chance", "ci95": [lo, hi]} (95% Wilson interval).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import yaml
+
+from stackwise import checkpoint, hf
+from stackwise import config as config_mod
+from stackwise.data.tokenizer import load as load_tokenizer
+from stackwise.errors import UserError
+from stackwise.evals.primitives import TASKS, kshot
+from stackwise.evals.scoring import StackwiseLM, evaluate
+from stackwise.model import Transformer
+
+
+def dump(out: Path, n: int, shots: int, seed: int, tasks: list[str] | None = None) -> list[Path]:
+    """One jsonl file per task, each line {"task", "prompt", "answer"} with the full k-shot prompt."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in tasks or list(TASKS):
+        rng = random.Random(f"{seed}:{name}")  # the same stream evaluate_task draws
+        path = out / f"{name}.jsonl"
+        with path.open("w") as f:
+            for _ in range(n):
+                prompt, ex = kshot(TASKS[name], rng, shots)
+                row = {"task": name, "prompt": prompt, "answer": ex.answer}
+                if ex.candidates:
+                    row["candidates"] = list(ex.candidates)
+                if ex.expression is not None:
+                    row["expression"] = ex.expression
+                f.write(json.dumps(row) + "\n")
+        written.append(path)
+    return written
+
+
+def _val_losses(run: Path) -> dict[int, float]:
+    path = run / "metrics.jsonl"
+    if not path.is_file():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
+
+
+def models(run: Path, which: str):
+    """Yield (name, step, model) for `final`, the `latest` checkpoint, or `all` checkpoints (oldest first)."""
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"{run}: not a run directory (no config.yaml)")
+    if which == "final":
+        if not (run / "final" / "model.safetensors").is_file():
+            raise UserError(f"{run}: no final/ model yet (use --checkpoint latest)")
+        cfg = config_mod.from_dict(yaml.safe_load((run / "final" / "stackwise.yaml").read_text()))
+        yield "final", cfg.train.steps, hf.load_pretrained(run / "final", cfg.model)
+        return
+    ckpts = checkpoint.list_checkpoints(run / "checkpoints")
+    if not ckpts:
+        raise UserError(f"{run}: no checkpoints")
+    for path in ckpts if which == "all" else ckpts[-1:]:
+        loaded = checkpoint.read(path)
+        model = Transformer(loaded.cfg.model, n_layers=loaded.trainer["depth"])
+        checkpoint.load_weights(model, path)
+        yield path.name, loaded.trainer["step"], model
+
+
+def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed: int = 0,
+        tasks: list[str] | None = None, log=print) -> dict:
+    run_dir = Path(run_dir)
+    unknown = [t for t in tasks or [] if t not in TASKS]
+    if unknown:
+        raise UserError(f"--tasks: unknown task(s) {', '.join(unknown)} (known: {', '.join(TASKS)})")
+    tok_path = run_dir / "tokenizer.json"
+    if not tok_path.is_file():
+        tok_path = run_dir / "final" / "tokenizer.json"
+    tok = load_tokenizer(tok_path)
+    cfg = config_mod.from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    vals = _val_losses(run_dir)
+    results = []
+    for name, step, model in models(run_dir, which):
+        log(f"evaluating {name} (step {step}, depth {model.depth}) on {len(tasks or TASKS)} tasks × {n} ...")
+        lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
+        scores = evaluate(lm, tasks, n=n, shots=shots, seed=seed)
+        results.append({"checkpoint": name, "step": step, "depth": model.depth, "val_loss": vals.get(step),
+                        "truncated_prompts": lm.truncated, "tasks": scores})
+    report = {"shots": shots, "n": n, "seed": seed, "context": cfg.train.seq_len, "results": results}
+    (run_dir / "eval").mkdir(exist_ok=True)
+    (run_dir / "eval" / "primitives.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
