@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     p.add_argument("--checkpoint", default="final", choices=["final", "latest", "all"])
     p.add_argument("--dump", metavar="DIR", help="write the examples as jsonl (one file per task) and exit")
+    p = sub.add_parser("export", help="write a Hugging Face Llama folder (config, safetensors, tokenizer)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="output folder for transformers' from_pretrained")
+    p.add_argument("--checkpoint", default="final", choices=["final", "latest"])
     return parser
 
 
@@ -206,7 +210,26 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {Path(args.run) / 'eval' / 'primitives.json'}")
 
 
-COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval}
+def cmd_export(args: argparse.Namespace, console: Console) -> None:
+    import yaml
+
+    from stackwise import hf
+    from stackwise.data.tokenizer import load as load_tokenizer
+    from stackwise.evals.runner import models
+
+    run = Path(args.run)
+    (name, step, model), = models(run, args.checkpoint)
+    cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+    tok_path = run / "tokenizer.json" if (run / "tokenizer.json").is_file() else run / "final" / "tokenizer.json"
+    out = Path(args.out)
+    hf.save_pretrained(model, out, max_positions=cfg.train.seq_len, tok=load_tokenizer(tok_path))
+    config_mod.save(cfg, out / "stackwise.yaml")
+    console.print(f"exported {name} (step {step}, depth {model.depth}) to {out}: "
+                  "AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained load it as Llama")
+
+
+COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval,
+            "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
