@@ -67,10 +67,13 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--config", "tiny", "--methods", "none,midas", "--equal-compute", "--out", str(out),
             "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]), "--model.n_layers", "2",
-            "--growth.block_size", "1", "--train.steps", "12", "--eval.every", "4", "--eval.sample_tokens", "0"]
+            "--growth.block_size", "1", "--train.steps", "12", "--eval.every", "4", "--eval.sample_tokens", "0",
+            "--eval.primitives_every", "6", "--eval.primitives_n", "2", "--eval.primitives_shots", "1",
+            "--eval.primitives_tasks", "var0_basic,arithmetic"]
     assert main(argv) == 0
     for name in ("compare.json", "summary.json", "report.md", "calibration.json", "loss_vs_flops.png",
-                 "loss_vs_wall.png", "loss_vs_calibrated_wall.png", "loss_vs_step.png", "depth.png"):
+                 "loss_vs_wall.png", "loss_vs_calibrated_wall.png", "loss_vs_step.png", "depth.png", "isoplot.png",
+                 "isoplot.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
     assert [r["method"] for r in summary] == ["none", "midas", "equal-compute"]
@@ -85,7 +88,9 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert midas["flops"]["mean"] < base["flops"]["mean"]
     assert ec["flops"]["mean"] < base["flops"]["mean"]
     report = (out / "report.md").read_text()
-    assert "| midas |" in report and "stackwise compare" in report
+    assert "| midas |" in report and "stackwise compare" in report and "isoplot.png" in report
+    iso = json.loads((out / "isoplot.json").read_text())
+    assert [p["step"] for p in iso["midas"]] == [6, 12] and all(0 <= p["accuracy"] <= 1 for p in iso["midas"])
     mtime = (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime
     capsys.readouterr()
     assert main(argv) == 0  # a rerun reuses every finished run

@@ -77,6 +77,10 @@ class EvalConfig:
     every: int = 100  # validation every N steps (and always at the end); 0 = only at the end
     batches: int = 8  # validation batches of train.batch_size × train.seq_len tokens, fixed across the run
     sample_tokens: int = 48  # length of the generated sample printed at the end; 0 disables
+    primitives_every: int = 0  # score reasoning primitives every N steps, beside val loss (isoplots); 0 = never
+    primitives_n: int = 50  # queries per task at each of those steps
+    primitives_shots: int = 5
+    primitives_tasks: str | None = None  # comma-separated subset (default: every task)
 
 
 @dataclass
@@ -274,7 +278,7 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         need(getattr(getattr(cfg, section), name) > 0, f"{key}: must be positive")
     for key in ("train.warmup_steps", "eval.every", "eval.sample_tokens", "checkpoint.every", "train.weight_decay",
-                "train.grad_clip"):
+                "train.grad_clip", "eval.primitives_every", "eval.primitives_n", "eval.primitives_shots"):
         section, name = key.split(".")
         need(getattr(getattr(cfg, section), name) >= 0, f"{key}: must be >= 0")
     need(cfg.checkpoint.keep >= 1, "checkpoint.keep: must be at least 1")
@@ -290,6 +294,11 @@ def validate(cfg: Config) -> None:
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
     need(m.init_std > 0, "model.init_std: must be positive")
     need(cfg.growth.rewarmup_steps >= 0, "growth.rewarmup_steps: must be >= 0")
+    if cfg.eval.primitives_tasks:
+        from stackwise.evals.primitives import TASKS
+
+        bad = [x for x in cfg.eval.primitives_tasks.split(",") if x.strip() not in TASKS]
+        need(not bad, f"eval.primitives_tasks: unknown task(s) {', '.join(bad)}")
     from stackwise import growth  # growth imports this module
 
     growth.validate(cfg)

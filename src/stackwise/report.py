@@ -92,6 +92,47 @@ def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None
     plt.close(fig)
 
 
+def primitive_score(tasks: dict) -> float:
+    """One number per evaluation: the mean over tasks of multiple-choice accuracy (greedy where there is none)."""
+    accs = [(r.get("multiple_choice") or r["generation"])["accuracy"] for r in tasks.values()]
+    return float(np.mean(accs))
+
+
+def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]] | None:
+    """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step)."""
+    data: dict[str, list[dict[str, float]]] = {}
+    for arm in spec["arms"]:
+        by_step: dict[int, list[tuple[float, float]]] = {}
+        for seed in spec["seeds"]:
+            path = out / "runs" / arm["label"] / f"seed{seed}" / "eval" / "primitives_during_training.jsonl"
+            if not path.is_file():
+                continue
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                by_step.setdefault(row["step"], []).append((row["val_loss"], primitive_score(row["tasks"])))
+        if by_step:
+            data[arm["label"]] = [{"step": s, "val_loss": float(np.mean([v for v, _ in pts])),
+                                   "accuracy": float(np.mean([a for _, a in pts])), "n_seeds": len(pts)}
+                                  for s, pts in sorted(by_step.items())]
+    if not data:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, label in enumerate(data):
+        pts = data[label]
+        ax.plot([p["val_loss"] for p in pts], [p["accuracy"] for p in pts], marker="o", ms=3, color=f"C{i}",
+                label=label)
+    ax.invert_xaxis()
+    ax.set_xlabel("validation loss (nats/token; training proceeds to the right)")
+    ax.set_ylabel("mean primitive accuracy (multiple choice where defined)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "isoplot.png", dpi=120)
+    plt.close(fig)
+    (out / "isoplot.json").write_text(json.dumps(data, indent=2) + "\n")
+    return data
+
+
 def _fmt(stat: dict[str, Any], digits: int = 3, unit: str = "") -> str:
     if stat["mean"] is None:
         return "not reached"
@@ -145,6 +186,9 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
     lines += ["", "Arms:", ""]
     for arm in spec["arms"]:
         lines.append(f"- `{arm['label']}`: " + ", ".join(f"`{k}={v}`" for k, v in arm["overrides"].items()))
+    if isoplot(out, spec):
+        lines += ["", "Isoplot: mean reasoning-primitive accuracy against validation loss at the evaluation steps "
+                  "during training (`eval.primitives_every`; numbers in isoplot.json).", "", "![isoplot](isoplot.png)"]
     lines += ["", "![loss vs FLOPs](loss_vs_flops.png)", "![loss vs wall](loss_vs_wall.png)",
               "![loss vs calibrated time](loss_vs_calibrated_wall.png)", "![loss vs step](loss_vs_step.png)",
               "![depth](depth.png)", ""]

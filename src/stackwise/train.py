@@ -186,7 +186,11 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     t = cfg.train
     autocast = autocast_for(cfg, device)
     val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
-    metrics = MetricsLog(out / "metrics.jsonl", counters["step"] if loaded is not None else None)
+    resume_step = counters["step"] if loaded is not None else None
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step)
+    if cfg.eval.primitives_every:
+        (out / "eval").mkdir(exist_ok=True)
+        primitives_log = MetricsLog(out / "eval" / "primitives_during_training.jsonl", resume_step)
     events = out / "events.jsonl"
 
     def save_checkpoint(step: int, protect: bool = False) -> None:
@@ -229,7 +233,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             if not math.isfinite(loss_value):
                 raise RuntimeError(f"training diverged at step {done}: loss {loss_value} (try a lower train.lr)")
 
-            is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0)
+            is_primitives = bool(cfg.eval.primitives_every) and done % cfg.eval.primitives_every == 0
+            is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0) or is_primitives
             if is_eval or done % t.log_every == 0:
                 record = {
                     "step": done, "tokens": counters["tokens"], "flops": counters["flops"],
@@ -244,6 +249,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                     bar.console.print(f"step {done:>6}  train {record['train_loss']:.4f}  val {last_val:.4f}  "
                                       f"lr {record['lr']:.2e}")
                 metrics.write(record)
+                if is_primitives:
+                    _score_primitives(model, data.tokenizer, cfg, done, last_val, primitives_log)
                 bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
                 window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
             boundary = done == stage.end_step and done < t.steps
@@ -261,6 +268,18 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                     counters["flops"], counters["wall_s"], sample)
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
+
+
+def _score_primitives(model: Transformer, tok, cfg: config_mod.Config, step: int, val_loss: float,
+                      log: MetricsLog) -> None:
+    """Reasoning primitives on the current model, appended to eval/primitives_during_training.jsonl (isoplots)."""
+    from stackwise.evals.scoring import StackwiseLM, evaluate
+
+    tasks = [x.strip() for x in cfg.eval.primitives_tasks.split(",")] if cfg.eval.primitives_tasks else None
+    lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
+    scores = evaluate(lm, tasks, n=cfg.eval.primitives_n, shots=cfg.eval.primitives_shots, seed=cfg.train.seed)
+    model.train()
+    log.write({"step": step, "val_loss": val_loss, "depth": model.depth, "tasks": scores})
 
 
 def _sample(model: Transformer, tok, cfg: config_mod.Config, device: torch.device) -> str:
