@@ -97,6 +97,11 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert "reusing" in capsys.readouterr().out
     assert (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime == mtime
     assert main(["report", str(out)]) == 0
+    assert main(["eval", str(out), "--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]) == 0
+    table = json.loads((out / "eval" / "primitives.json").read_text())
+    assert set(table) == {"none", "midas", "equal-compute"}
+    assert table["midas"]["var1_code"]["multiple_choice"]["n"] == 2 and "| var1_code | 20% |" in (
+        out / "eval" / "primitives.md").read_text()
 
 
 def test_report_on_a_non_comparison_dir(tmp_path, capsys):

@@ -187,6 +187,10 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
         return
     if not args.run:
         raise UserError("eval: give a run directory, or --dump DIR")
+    if (Path(args.run) / "compare.json").is_file():  # a comparison: every run's final model, one table per method
+        runner.run_comparison(Path(args.run), args.shots, args.n, args.seed, tasks, log=console.print)
+        console.print((Path(args.run) / "eval" / "primitives.md").read_text())
+        return
     report = runner.run(Path(args.run), args.checkpoint, args.shots, args.n, args.seed, tasks, log=console.print)
 
     def cell(score: dict | None) -> str:

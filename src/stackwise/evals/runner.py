@@ -19,7 +19,7 @@ from stackwise import config as config_mod
 from stackwise.data.tokenizer import load as load_tokenizer
 from stackwise.errors import UserError
 from stackwise.evals.primitives import TASKS, kshot
-from stackwise.evals.scoring import StackwiseLM, evaluate
+from stackwise.evals.scoring import StackwiseLM, evaluate, wilson
 from stackwise.model import Transformer
 
 
@@ -94,3 +94,52 @@ def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed:
     (run_dir / "eval").mkdir(exist_ok=True)
     (run_dir / "eval" / "primitives.json").write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, tasks: list[str] | None = None,
+                   log=print) -> dict:
+    """Evaluate the final model of every run of a `stackwise compare` directory; per-method table over seeds.
+
+    Writes CMP_DIR/eval/primitives.json ({method: {task: {...per seed..., mean}}}) and eval/primitives.md.
+    Per-run results also land in each run's own eval/primitives.json.
+    """
+    spec = json.loads((cmp_dir / "compare.json").read_text())
+    table: dict[str, dict] = {}
+    for arm in spec["arms"]:
+        for s in spec["seeds"]:
+            run_dir = cmp_dir / "runs" / arm["label"] / f"seed{s}"
+            if not (run_dir / "final" / "model.safetensors").is_file():
+                continue
+            result = run(run_dir, "final", shots, n, seed, tasks, log)["results"][0]
+            for name, scores in result["tasks"].items():
+                entry = table.setdefault(arm["label"], {}).setdefault(name, {"seeds": []})
+                entry["seeds"].append({"seed": s, "val_loss": result["val_loss"], **scores})
+    for per_task in table.values():
+        for entry in per_task.values():
+            for kind in ("generation", "multiple_choice"):
+                accs = [e[kind]["accuracy"] for e in entry["seeds"] if kind in e]
+                if accs:
+                    correct = sum(e[kind]["correct"] for e in entry["seeds"] if kind in e)
+                    total = sum(e[kind]["n"] for e in entry["seeds"] if kind in e)
+                    lo, hi = wilson(correct, total)
+                    entry[kind] = {"accuracy": correct / total, "n": total, "ci95": [lo, hi],
+                                   "chance": entry["seeds"][0][kind]["chance"], "seeds": len(accs)}
+    (cmp_dir / "eval").mkdir(exist_ok=True)
+    (cmp_dir / "eval" / "primitives.json").write_text(json.dumps(table, indent=2) + "\n")
+    methods = list(table)
+    names = list(next(iter(table.values()))) if table else []
+    lines = [f"# Reasoning primitives ({shots}-shot, {n} queries per task and run, seeds pooled; 95% Wilson "
+             "intervals; multiple-choice accuracy, greedy exact match in parentheses)", "",
+             "| task | chance | " + " | ".join(methods) + " |", "|---|---:|" + "---|" * len(methods)]
+    for name in names:
+        first = table[methods[0]][name]
+        chance = f"{first['multiple_choice']['chance']:.0%}" if "multiple_choice" in first else "-"
+        cells = []
+        for m in methods:
+            e = table[m].get(name, {})
+            mc, gen = e.get("multiple_choice"), e.get("generation")
+            cell = f"{mc['accuracy']:.1%} [{mc['ci95'][0]:.0%}, {mc['ci95'][1]:.0%}]" if mc else "-"
+            cells.append(cell + (f" ({gen['accuracy']:.0%})" if gen else ""))
+        lines.append(f"| {name} | {chance} | " + " | ".join(cells) + " |")
+    (cmp_dir / "eval" / "primitives.md").write_text("\n".join(lines) + "\n")
+    return table
