@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     p.add_argument("--checkpoint", default="final", choices=["final", "latest", "all"])
     p.add_argument("--dump", metavar="DIR", help="write the examples as jsonl (one file per task) and exit")
+    p = sub.add_parser("probe", help="fine-tuning probe: learn variable assignment from 64 examples")
+    p.add_argument("run", help="run directory, or a comparison directory (every run)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--seeds", type=int, default=3, help="data seeds per run")
+    p.add_argument("--eval-every", type=int, default=20)
+    p.add_argument("--window", type=int, default=5, help="late evaluations averaged")
+    p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--checkpoint", default="final", choices=["final", "latest"])
     p = sub.add_parser("export", help="write a Hugging Face Llama folder (config, safetensors, tokenizer)")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="output folder for transformers' from_pretrained")
@@ -214,6 +223,24 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {Path(args.run) / 'eval' / 'primitives.json'}")
 
 
+def cmd_probe(args: argparse.Namespace, console: Console) -> None:
+    from stackwise.evals import runner
+    from stackwise.evals.probe import ProbeConfig
+
+    if min(args.steps, args.seeds, args.eval_every, args.window, args.n_test) < 1 or args.lr <= 0:
+        raise UserError("probe: --steps, --seeds, --eval-every, --window, --n-test and --lr must be positive")
+    cfg = ProbeConfig(steps=args.steps, lr=args.lr, seeds=args.seeds, eval_every=args.eval_every,
+                      window=args.window, n_test=args.n_test)
+    path = Path(args.run)
+    result = runner.probe(path, cfg, args.checkpoint, log=console.print)
+    if (path / "compare.json").is_file():
+        console.print((path / "eval" / "probe.md").read_text())
+    else:
+        acc = result["late_accuracy"]
+        console.print(f"probe: late held-out accuracy {acc['mean']:.1%} ± {acc['std']:.1%} over {acc['n']} data "
+                      f"seeds (chance 20%); wrote {path / 'eval' / 'probe.json'}")
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> None:
     import yaml
 
@@ -233,7 +260,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
 
 
 COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval,
-            "export": cmd_export}
+            "export": cmd_export, "probe": cmd_probe}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 from pathlib import Path
 
 import yaml
@@ -142,4 +143,42 @@ def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, t
             cells.append(cell + (f" ({gen['accuracy']:.0%})" if gen else ""))
         lines.append(f"| {name} | {chance} | " + " | ".join(cells) + " |")
     (cmp_dir / "eval" / "primitives.md").write_text("\n".join(lines) + "\n")
+    return table
+
+
+def probe(path: Path, cfg, which: str = "final", log=print) -> dict:
+    """The fine-tuning probe on a run (eval/probe.json), or on every run of a comparison (eval/probe.{json,md})."""
+    from stackwise.data.tokenizer import eos_id
+    from stackwise.evals.probe import run_probe
+
+    def one(run_dir: Path) -> dict:
+        tok_path = run_dir / "tokenizer.json"
+        tok = load_tokenizer(tok_path if tok_path.is_file() else run_dir / "final" / "tokenizer.json")
+        (name, step, model), = models(run_dir, which)
+        result = {"checkpoint": name, "step": step, **run_probe(model, tok, eos_id(tok), cfg, log)}
+        (run_dir / "eval").mkdir(exist_ok=True)
+        (run_dir / "eval" / "probe.json").write_text(json.dumps(result, indent=2) + "\n")
+        return result
+
+    if not (path / "compare.json").is_file():
+        return one(path)
+    spec = json.loads((path / "compare.json").read_text())
+    table = {}
+    for arm in spec["arms"]:
+        accs = []
+        for s in spec["seeds"]:
+            run_dir = path / "runs" / arm["label"] / f"seed{s}"
+            if (run_dir / "final" / "model.safetensors").is_file():
+                log(f"probe: {arm['label']} seed {s}")
+                accs += [x["late_accuracy"] for x in one(run_dir)["per_seed"]]
+        if accs:
+            table[arm["label"]] = {"mean": statistics.fmean(accs), "n": len(accs),
+                                   "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
+    (path / "eval").mkdir(exist_ok=True)
+    (path / "eval" / "probe.json").write_text(json.dumps(table, indent=2) + "\n")
+    lines = [f"# Fine-tuning probe ({cfg.steps} steps, LR {cfg.lr}, {cfg.seeds} data seeds per run; late held-out "
+             "accuracy, chance 20%)", "",
+             "| method | accuracy (mean ± std) | n (runs × data seeds) |", "|---|---:|---:|"]
+    lines += [f"| {m} | {r['mean']:.1%} ± {r['std']:.1%} | {r['n']} |" for m, r in table.items()]
+    (path / "eval" / "probe.md").write_text("\n".join(lines) + "\n")
     return table
