@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from stackwise import data as data_mod
 from stackwise.data import sources, tokenizer, tokens
@@ -148,3 +149,14 @@ def test_user_tokenizer_and_vocab_check(tiny_cfg, tmp_path):
 def test_unigram_entropy():
     assert data_mod.unigram_entropy(np.array([0, 1, 2, 3]), 8) == pytest.approx(np.log(4))
     assert data_mod.unigram_entropy(np.array([5, 5, 5]), 8) == pytest.approx(0.0)
+
+
+def test_ranks_take_disjoint_slices_of_the_same_global_batch():
+    data = np.arange(10_000) % 300
+    whole = TrainLoader(data, batch_size=8, seq_len=16, seed=3)
+    ranks = [TrainLoader(data, batch_size=8, seq_len=16, seed=3, rank=r, world=4) for r in range(4)]
+    for _ in range(3):
+        x, y = whole.next()
+        parts = [r.next() for r in ranks]
+        assert all(p[0].shape == (2, 16) for p in parts)
+        assert torch.equal(torch.cat([p[0] for p in parts]), x) and torch.equal(torch.cat([p[1] for p in parts]), y)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -107,6 +108,11 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
     else:
         cfg = config_mod.load(args.config or DEFAULT_RECIPE, _overrides(args))
         result = train(cfg, Path(args.out) if args.out else None, console=console)
+    from stackwise import parallel
+
+    parallel.shutdown()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
     console.print(
         f"\n[bold]final validation loss {result.final_val_loss:.4f}[/bold]  perplexity {result.perplexity:.2f}  "
         f"(unigram entropy of the validation text: {result.unigram_entropy:.4f} nats/token)\n"

@@ -50,7 +50,7 @@ class TrainConfig:
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False  # torch.compile each block
     device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "none"  # none (ddp | fsdp come with torchrun support)
+    parallel: str = "none"  # none | ddp (under torchrun; each rank a disjoint slice of the same global batch)
     log_every: int = 10
 
 
@@ -121,7 +121,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("float32", "bfloat16"),
     "train.device": ("auto", "cpu", "cuda"),
-    "train.parallel": ("none",),
+    "train.parallel": ("none", "ddp"),
     "optim.name": ("adamw", "adafactor", "muon"),
     "growth.method": ("none", "midas", "lidas", "gradstack", "progressive"),
     "growth.init": ("copy", "random", "identity"),

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -29,6 +30,7 @@ from stackwise import checkpoint, growth, hf, parallel
 from stackwise import config as config_mod
 from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
+from stackwise.errors import UserError
 from stackwise.flops import flops_per_step
 from stackwise.model import Transformer, count_parameters
 from stackwise.optim import OptimizerSet, build_optimizer, lr_at, set_lr, transfer_state
@@ -66,12 +68,15 @@ def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, devic
     """
     t = cfg.train
     x, y = (b.to(device, non_blocking=True) for b in batch)
-    micro = t.batch_size // t.grad_accum
+    micro = x.shape[0] // t.grad_accum  # this rank's slice of the global batch, split into micro-batches
     loss_sum = torch.zeros((), device=device)
     for i in range(t.grad_accum):
-        with autocast():
+        last = i == t.grad_accum - 1
+        sync = contextlib.nullcontext() if last or not hasattr(run_model, "no_sync") else run_model.no_sync()
+        with sync, autocast():
             loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
-        loss.backward()
+        with sync:
+            loss.backward()
         loss_sum += loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
     optimizer.step()
@@ -148,21 +153,39 @@ def _progress(console: Console) -> Progress:
 
 def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
           console: Console | None = None) -> Result:
-    """Train per cfg into `out`. With resume=True, continue `out` from its newest valid checkpoint."""
+    """Train per cfg into `out`. With resume=True, continue `out` from its newest valid checkpoint.
+
+    Under torchrun with train.parallel ddp, every rank runs this function; rank 0 alone writes to `out`."""
+    world = parallel.init_world(cfg)
     console = console or Console()
+    if not world.main:
+        console = Console(quiet=True)
     log = console.print
+    t = cfg.train
+    if t.batch_size % (t.grad_accum * world.size):
+        raise UserError(f"train.batch_size: {t.batch_size} is not divisible by train.grad_accum × processes "
+                        f"({t.grad_accum} × {world.size})")
     out = Path(out) if out is not None else default_out(cfg)
+    if world.size > 1:  # every rank must agree on a default directory's timestamp
+        names = [str(out)]
+        torch.distributed.broadcast_object_list(names, src=0)
+        out = Path(names[0])
     loaded = checkpoint.latest(out, warn=log) if resume else None
     if loaded is not None:
         log(f"resuming from {loaded.path}")
-    out.mkdir(parents=True, exist_ok=True)
-    config_mod.save(cfg, out / "config.yaml")
+    if world.main:
+        out.mkdir(parents=True, exist_ok=True)
+        config_mod.save(cfg, out / "config.yaml")
 
-    device = parallel.device_for(cfg)
+    device = parallel.device_for(cfg, world)
     parallel.configure_backend(device)
     torch.manual_seed(cfg.train.seed)
+    if not world.main:
+        parallel.barrier(world)  # rank 0 builds the tokenizer and token caches first; the others then read them
     data = data_mod.prepare(cfg, log=log)
-    data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated with it before final/ exists
+    if world.main:
+        data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated with it before final/ exists
+        parallel.barrier(world)
 
     arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
     stages = growth.plan(cfg)
@@ -172,7 +195,7 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
         checkpoint.load_weights(model, loaded.path)
     model.to(device)
     optimizer = build_optimizer(model, cfg)
-    loader = TrainLoader(data.train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed)
+    loader = TrainLoader(data.train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, world.rank, world.size)
     counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
     window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
     if loaded is not None:
@@ -181,28 +204,29 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
         counters = {k: loaded.trainer[k] for k in counters}
         window = dict(loaded.trainer["window"])
         checkpoint.set_rng_state(loaded.trainer["rng"])
-    run_model = parallel.wrap(model, cfg)
+    run_model = parallel.wrap(model, cfg, world)
 
-    t = cfg.train
     autocast = autocast_for(cfg, device)
     val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
     resume_step = counters["step"] if loaded is not None else None
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step)
-    if cfg.eval.primitives_every:
+    metrics = MetricsLog(out / "metrics.jsonl", resume_step) if world.main else None
+    if cfg.eval.primitives_every and world.main:
         (out / "eval").mkdir(exist_ok=True)
         primitives_log = MetricsLog(out / "eval" / "primitives_during_training.jsonl", resume_step)
     events = out / "events.jsonl"
 
     def save_checkpoint(step: int, protect: bool = False) -> None:
-        trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
-        checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg, keep=cfg.checkpoint.keep,
-                        protect=protect)
+        if world.main:  # DDP keeps every rank's model and optimizer identical: one copy is the checkpoint
+            trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
+            checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg,
+                            keep=cfg.checkpoint.keep, protect=protect)
+        parallel.barrier(world)
 
-    if loaded is None:
+    if loaded is None and world.main:
         events.unlink(missing_ok=True)
         log(f"model: {count_parameters(model):,} parameters at depth {model.depth} (target {cfg.model.n_layers}), "
             f"d_model {cfg.model.d_model}; {t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; "
-            f"growth {cfg.growth.method} in {len(stages)} stage(s); run dir {out}")
+            f"growth {cfg.growth.method} in {len(stages)} stage(s); {world.size} process(es); run dir {out}")
     last_val = None
     model.train()
     with _progress(console) as bar:
@@ -212,14 +236,16 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             stage = growth.stage_at(stages, step)
             if model.depth != stage.depth:
                 optimizer = grow(model, optimizer, stage, cfg)
-                run_model = parallel.wrap(model, cfg)
+                run_model = parallel.wrap(model, cfg, world)
                 seconds = time.perf_counter() - t0
-                with events.open("a") as f:
-                    f.write(json.dumps({"event": "growth", "step": step, "stage": stage.index,
-                                        "depth": model.depth, "seconds": seconds}) + "\n")
+                if world.main:
+                    with events.open("a") as f:
+                        f.write(json.dumps({"event": "growth", "step": step, "stage": stage.index,
+                                            "depth": model.depth, "seconds": seconds}) + "\n")
                 bar.console.print(f"step {step:>6}  grew to depth {model.depth} (stage {stage.index}/{len(stages)})")
             set_lr(optimizer, lr_at(step, cfg, stage.start_step))
             loss_value, grad_norm = train_step(model, run_model, optimizer, loader.next(), cfg, device, autocast)
+            loss_value = parallel.mean_across_ranks(loss_value, world, device)
             dt = time.perf_counter() - t0
 
             done = step + 1
@@ -244,12 +270,13 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                     "tokens_per_s": window["steps"] * t.batch_size * t.seq_len / window["wall_s"],
                 }
                 if is_eval:
-                    last_val = evaluate(run_model, val, device, autocast)
+                    last_val = evaluate(model, val, device, autocast)
                     record["val_loss"] = last_val
                     bar.console.print(f"step {done:>6}  train {record['train_loss']:.4f}  val {last_val:.4f}  "
                                       f"lr {record['lr']:.2e}")
-                metrics.write(record)
-                if is_primitives:
+                if world.main:
+                    metrics.write(record)
+                if is_primitives and world.main:
                     _score_primitives(model, data.tokenizer, cfg, done, last_val, primitives_log)
                 bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
                 window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
@@ -259,14 +286,19 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             bar.update(task, completed=done)
 
     if last_val is None:  # resumed a run that had already finished
-        last_val = evaluate(run_model, val, device, autocast)
+        last_val = evaluate(model, val, device, autocast)
+    entropy = data_mod.unigram_entropy(data.val, cfg.model.vocab_size)
+    result_partial = (last_val, math.exp(last_val), entropy, counters["step"], counters["tokens"], counters["flops"],
+                      counters["wall_s"])
+    if not world.main:
+        parallel.barrier(world)
+        return Result(out, *result_partial, sample="")
     hf.save_pretrained(model, out / "final", max_positions=t.seq_len, tok=data.tokenizer)
     config_mod.save(cfg, out / "final" / "stackwise.yaml")
     sample = _sample(model, data.tokenizer, cfg, device)
-    entropy = data_mod.unigram_entropy(data.val, cfg.model.vocab_size)
-    result = Result(out, last_val, math.exp(last_val), entropy, counters["step"], counters["tokens"],
-                    counters["flops"], counters["wall_s"], sample)
+    result = Result(out, *result_partial, sample=sample)
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    parallel.barrier(world)
     return result
 
 

@@ -19,9 +19,14 @@ def windows(tokens: np.ndarray, starts: np.ndarray, seq_len: int) -> tuple[torch
 
 
 class TrainLoader:
-    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int):
+    """Global batch p, of `batch_size` windows, is drawn from seed (seed, p); rank r of `world` gets its r-th
+    contiguous slice, so N processes together see exactly the batches one process would."""
+
+    def __init__(self, tokens: np.ndarray, batch_size: int, seq_len: int, seed: int, rank: int = 0, world: int = 1):
         assert len(tokens) > seq_len + 1, "corpus shorter than one window"
+        assert batch_size % world == 0, "the global batch must split evenly across ranks"
         self.tokens, self.batch_size, self.seq_len, self.seed = tokens, batch_size, seq_len, seed
+        self.rank, self.world = rank, world
         self.position = 0  # number of global batches drawn so far
 
     def starts(self, position: int) -> np.ndarray:
@@ -29,8 +34,10 @@ class TrainLoader:
         return rng.integers(0, len(self.tokens) - self.seq_len - 1, size=self.batch_size)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next global batch: inputs and targets, (batch_size, seq_len)."""
-        batch = windows(self.tokens, self.starts(self.position), self.seq_len)
+        """This rank's slice of the next global batch: inputs and targets, (batch_size / world, seq_len)."""
+        per_rank = self.batch_size // self.world
+        starts = self.starts(self.position)[self.rank * per_rank:(self.rank + 1) * per_rank]
+        batch = windows(self.tokens, starts, self.seq_len)
         self.position += 1
         return batch
 
