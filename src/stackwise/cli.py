@@ -65,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="example generator seed (default: 0)")
     p.add_argument("--tasks", help="comma-separated subset of tasks (default: all)")
     p.add_argument("--checkpoint", default="final", choices=["final", "latest", "all"])
-    p.add_argument("--dump", metavar="DIR", help="write the examples as jsonl (one file per task) and exit")
+    p.add_argument("--dump", metavar="DIR", help="write the examples as jsonl (one file per task) plus lm-eval YAML "
+                   "tasks reading them, and exit")
+    p.add_argument("--lm-eval", metavar="TASKS", help="run lm-evaluation-harness tasks (comma-separated; our "
+                   "primitives are stackwise_<task>, stackwise_mc_<task>, or the tag stackwise_primitives)")
+    p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task folder (default: our primitives, "
+                   "dumped with --n/--shots/--seed into RUN/eval/lm_eval_tasks)")
+    p.add_argument("--limit", type=int, help="lm-eval: at most this many examples per task")
     p = sub.add_parser("probe", help="fine-tuning probe: learn variable assignment from 64 examples")
     p.add_argument("run", help="run directory, or a comparison directory (every run)")
     p.add_argument("--steps", type=int, default=200)
@@ -202,6 +208,9 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
         return
     if not args.run:
         raise UserError("eval: give a run directory, or --dump DIR")
+    if args.lm_eval:
+        _lm_eval(args, console)
+        return
     if (Path(args.run) / "compare.json").is_file():  # a comparison: every run's final model, one table per method
         runner.run_comparison(Path(args.run), args.shots, args.n, args.seed, tasks, log=console.print)
         console.print((Path(args.run) / "eval" / "primitives.md").read_text())
@@ -245,6 +254,29 @@ def cmd_probe(args: argparse.Namespace, console: Console) -> None:
         acc = result["late_accuracy"]
         console.print(f"probe: late held-out accuracy {acc['mean']:.1%} ± {acc['std']:.1%} over {acc['n']} data "
                       f"seeds (chance 20%); wrote {path / 'eval' / 'probe.json'}")
+
+
+def _lm_eval(args: argparse.Namespace, console: Console) -> None:
+    from rich.table import Table
+
+    from stackwise.evals import lm_eval_tasks, runner
+
+    run = Path(args.run)
+    hf_dir = run / "eval" / "hf"
+    cmd_export(argparse.Namespace(run=str(run), out=str(hf_dir), checkpoint="final"), console)
+    include = Path(args.include_path) if args.include_path else run / "eval" / "lm_eval_tasks"
+    if not args.include_path:
+        runner.dump(include, args.n, args.shots, args.seed)
+    tasks = [t.strip() for t in args.lm_eval.split(",") if t.strip()]
+    results = lm_eval_tasks.run(hf_dir, tasks, include, args.limit)
+    lm_eval_tasks.save(results, run / "eval" / "lm_eval.json")
+    table = Table(title=f"lm-evaluation-harness on {run}")
+    table.add_column("task")
+    table.add_column("metrics")
+    for task, metrics in results.items():
+        table.add_row(task, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    console.print(table)
+    console.print(f"wrote {run / 'eval' / 'lm_eval.json'}")
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> None:

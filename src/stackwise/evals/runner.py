@@ -41,6 +41,9 @@ def dump(out: Path, n: int, shots: int, seed: int, tasks: list[str] | None = Non
                     row["expression"] = ex.expression
                 f.write(json.dumps(row) + "\n")
         written.append(path)
+    from stackwise.evals.lm_eval_tasks import write_tasks
+
+    write_tasks(out, tasks)  # lm-eval YAML tasks reading these very files
     return written
 
 
