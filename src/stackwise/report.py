@@ -55,6 +55,16 @@ def _mean_curve(curves: list[compare.Curve], attr: str) -> tuple[np.ndarray, np.
     return x, vals.mean(axis=0), vals.std(axis=0)
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def _plot(curves: dict[str, dict[int, compare.Curve]], attr: str, xlabel: str, path: Path, logx: bool = False,
           boundaries: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -69,13 +79,7 @@ def _plot(curves: dict[str, dict[int, compare.Curve]], attr: str, xlabel: str, p
                 ax.axvline(b, color=color, ls=":", lw=0.8)
     if logx:
         ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("validation loss (nats/token)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, xlabel, "validation loss (nats/token)", path)
 
 
 def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None:
@@ -83,13 +87,7 @@ def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None
     for i, (label, by_seed) in enumerate(curves.items()):
         steps, depths = zip(*next(iter(by_seed.values())).depth_at)
         ax.step(steps, depths, where="post", color=f"C{i}", label=label)
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("depth (layers)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, "optimizer step", "depth (layers)", path)
 
 
 def primitive_score(tasks: dict) -> float:
@@ -122,13 +120,8 @@ def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]
         ax.plot([p["val_loss"] for p in pts], [p["accuracy"] for p in pts], marker="o", ms=3, color=f"C{i}",
                 label=label)
     ax.invert_xaxis()
-    ax.set_xlabel("validation loss (nats/token; training proceeds to the right)")
-    ax.set_ylabel("mean primitive accuracy (multiple choice where defined)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "isoplot.png", dpi=120)
-    plt.close(fig)
+    _finish(fig, ax, "validation loss (nats/token; training proceeds to the right)",
+            "mean primitive accuracy (multiple choice where defined)", out / "isoplot.png")
     (out / "isoplot.json").write_text(json.dumps(data, indent=2) + "\n")
     return data
 

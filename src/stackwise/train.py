@@ -287,16 +287,15 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
 
     if last_val is None:  # resumed a run that had already finished
         last_val = evaluate(model, val, device, autocast)
-    entropy = data_mod.unigram_entropy(data.val, cfg.model.vocab_size)
-    result_partial = (last_val, math.exp(last_val), entropy, counters["step"], counters["tokens"], counters["flops"],
-                      counters["wall_s"])
+    stats = {"final_val_loss": last_val, "perplexity": math.exp(last_val),
+             "unigram_entropy": data_mod.unigram_entropy(data.val, cfg.model.vocab_size), "steps": counters["step"],
+             "tokens": counters["tokens"], "flops": counters["flops"], "wall_s": counters["wall_s"]}
     if not world.main:
         parallel.barrier(world)
-        return Result(out, *result_partial, sample="")
+        return Result(out, **stats, sample="")
     hf.save_pretrained(model, out / "final", max_positions=t.seq_len, tok=data.tokenizer)
     config_mod.save(cfg, out / "final" / "stackwise.yaml")
-    sample = _sample(model, data.tokenizer, cfg, device)
-    result = Result(out, *result_partial, sample=sample)
+    result = Result(out, **stats, sample=_sample(model, data.tokenizer, cfg, device))
     (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     parallel.barrier(world)
     return result
