@@ -8,8 +8,10 @@ from stackwise.evals import runner
 
 def test_dump_writes_one_file_per_task_with_full_prompts(tmp_path):
     assert main(["eval", "--suite", "primitives", "--dump", str(tmp_path / "d"), "--n", "4", "--seed", "3"]) == 0
-    files = sorted(p.name for p in (tmp_path / "d").iterdir())
+    files = sorted(p.name for p in (tmp_path / "d").glob("*.jsonl"))
     assert "var2_code.jsonl" in files and "copy_random.jsonl" in files and len(files) == 14
+    tasks = sorted(p.name for p in (tmp_path / "d").glob("*.yaml"))  # lm-eval tasks: 14 generation + 11 multiple choice
+    assert len(tasks) == 25 and "stackwise_mc_var2_code.yaml" in tasks and "stackwise_psm_calc.yaml" in tasks
     rows = [json.loads(line) for line in (tmp_path / "d" / "var1_math.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and set(rows[0]) >= {"task", "prompt", "answer"}
     assert rows[0]["prompt"].count("\n\n") == 5 and rows[0]["prompt"].endswith("Answer:")
