@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 LETTERS = string.ascii_lowercase
 # Common three-letter English words (lowercase, no proper nouns) for the real-word copying task.
@@ -58,7 +58,6 @@ class Task:
     chance: float  # of the multiple-choice score; 0 where the task is generation-only
     score: str = "exact"  # exact | expression (PSM-calc: only the substituted expression counts)
     stop: str = "\n"  # generation ends at this string
-    notes: str = field(default="", compare=False)
 
 
 def _random_word(rng: random.Random) -> str:
