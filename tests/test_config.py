@@ -42,6 +42,9 @@ def test_bundled_recipes_load():
     ({"train.steps": 1.5}, "train.steps"),
     ({"train.compile": "maybe"}, "train.compile"),
     ({"checkpoint.keep": 0}, "checkpoint.keep"),
+    ({"train.parallel": "fsdp", "optim.name": "muon"}, "optim.name"),
+    ({"train.parallel": "fsdp", "optim.name": "adafactor"}, "optim.name"),
+    ({"train.parallel": "tp"}, "train.parallel"),
     ({"train.stesp": 3}, "train.stesp"),
     ({"trian.steps": 3}, "trian.steps"),
 ])

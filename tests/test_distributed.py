@@ -1,50 +1,134 @@
-"""DDP on CPU (gloo, 2 processes under torchrun) through growth equals one process with the same global batch."""
+"""DDP and FSDP2 on CPU (gloo, 2 processes under torchrun) through growth equal one process with the same global
+batch; a killed FSDP run resumes to the same losses, at 2 processes and at 1."""
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo")
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def _train(args, nproc, env):
+def _cmd(args, nproc, parallel):
     if nproc == 1:
-        cmd = [sys.executable, "-m", "stackwise", "train", *args]
-    else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-               str(29500 + os.getpid() % 1000), "-m", "stackwise", "train", "--train.parallel", "ddp", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        return [sys.executable, "-m", "stackwise", "train", "--train.parallel", parallel, *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+            str(29500 + os.getpid() % 1000), "-m", "stackwise", "train", "--train.parallel", parallel, *args]
+
+
+def _train(args, nproc, parallel="none"):
+    proc = subprocess.run(_cmd(args, nproc, parallel), capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
 
 
-def test_ddp_through_growth_equals_single_process(corpus, tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    common = ["--config", "tiny", "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
-              "--model.n_layers", "3", "--growth.method", "midas", "--growth.block_size", "1", "--train.steps", "9",
-              "--train.batch_size", "8", "--train.log_every", "1", "--eval.every", "3", "--eval.sample_tokens", "0",
-              "--checkpoint.every", "4"]
-    _train([*common, "--out", str(tmp_path / "one")], 1, env)
-    assert "2 process(es)" in _train([*common, "--out", str(tmp_path / "two")], 2, env).stdout
-    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
-    assert [m["depth"] for m in two] == [m["depth"] for m in one] and one[-1]["depth"] == 3
-    for a, b in zip(one, two, strict=True):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
-        if "val_loss" in a:
-            assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
-    # resume the 2-process run from its step-4 checkpoint (between the two growth events) and get the same losses
-    import shutil
-    ckpts = tmp_path / "two" / "checkpoints"
-    for p in ckpts.iterdir():
-        if p.name != "step_0000004":
+def _same_losses(a_run, b_run, rel):
+    a, b = _metrics(a_run), _metrics(b_run)
+    assert [m["step"] for m in b] == [m["step"] for m in a]
+    assert [m["depth"] for m in b] == [m["depth"] for m in a] and a[-1]["depth"] == 3
+    for x, y in zip(a, b, strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=rel)
+        assert y["grad_norm"] == pytest.approx(x["grad_norm"], rel=max(rel, 1e-5))
+        if "val_loss" in x:
+            assert y["val_loss"] == pytest.approx(x["val_loss"], rel=rel)
+
+
+def _keep_only(run, step):
+    """Roll a run back to one checkpoint, as if it had been killed right after writing it."""
+    for p in (run / "checkpoints").iterdir():
+        if p.name != f"step_{step:07d}":
             shutil.rmtree(p)
-    _train(["--resume", str(tmp_path / "two")], 2, env)
-    resumed = _metrics(tmp_path / "two")
-    assert [m["train_loss"] for m in resumed] == pytest.approx([m["train_loss"] for m in two], rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def common(corpus):
+    # 3 layers, MIDAS with b=1: two growth events (steps 3 and 6), checkpoints at 4 and 8 and at stage ends.
+    return ["--config", "tiny", "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
+            "--model.n_layers", "3", "--growth.method", "midas", "--growth.block_size", "1", "--train.steps", "9",
+            "--train.batch_size", "8", "--train.log_every", "1", "--eval.every", "3", "--eval.sample_tokens", "0",
+            "--checkpoint.every", "4"]
+
+
+@pytest.fixture(scope="module")
+def single(common, tmp_path_factory):
+    out = tmp_path_factory.mktemp("single") / "run"
+    _train([*common, "--out", str(out)], 1)
+    return out
+
+
+def test_ddp_through_growth_equals_single_process(common, single, tmp_path):
+    two = tmp_path / "two"
+    assert "2 process(es)" in _train([*common, "--out", str(two)], 2, "ddp").stdout
+    _same_losses(single, two, rel=1e-5)
+    # resume the 2-process run from its step-4 checkpoint (between the two growth events): same losses
+    _keep_only(two, 4)
+    _train(["--resume", str(two)], 2, "ddp")
+    _same_losses(single, two, rel=1e-5)
+
+
+def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(common, single, tmp_path):
+    full = tmp_path / "full"
+    _train([*common, "--out", str(full)], 2, "fsdp")
+    _same_losses(single, full, rel=1e-5)
+    step4 = full / "checkpoints" / "step_0000004"
+    assert (step4 / "dcp" / ".metadata").is_file() and not (step4 / "model.safetensors").exists()
+    assert sorted(p.name for p in (step4 / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert (full / "final" / "model.safetensors").is_file()  # gathered: a whole model, loadable anywhere
+
+    # A real kill: SIGKILL the whole torchrun process group once the step-4 checkpoint is on disk.
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_cmd([*common, "--out", str(killed)], 2, "fsdp"), env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (killed / "checkpoints" / "step_0000004").is_dir() and proc.poll() is None:
+        assert time.monotonic() < deadline, "the run never wrote its step-4 checkpoint"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _keep_only(killed, 4)  # in case the kill came late: resume from between the two growth events either way
+    one_proc = tmp_path / "one-proc"
+    shutil.copytree(killed, one_proc)
+
+    _train(["--resume", str(killed)], 2, "fsdp")
+    _same_losses(full, killed, rel=1e-6)
+
+    # the 2-process sharded checkpoint, resumed by one process (unsharded): the same run, to fp32 rounding
+    _train(["--resume", str(one_proc)], 1, "fsdp")
+    _same_losses(single, one_proc, rel=1e-5)
+
+
+def test_sharded_checkpoint_loads_for_evaluation_and_export(common, tmp_path):
+    from stackwise import checkpoint, hf
+    from stackwise.evals.runner import models
+    from stackwise.model import Transformer
+
+    run = tmp_path / "run"
+    _train([*common, "--out", str(run), "--train.steps", "6", "--checkpoint.every", "3"], 2, "fsdp")
+    (name, step, model), = models(run, "latest")
+    assert (name, step, model.depth) == ("step_0000006", 6, 3)
+    final = hf.load_pretrained(run / "final", model.cfg)
+    for a, b in zip(model.state_dict().values(), final.state_dict().values(), strict=True):
+        assert (a == b).all()
+    with pytest.raises(Exception, match="weights do not match"):
+        checkpoint.load_weights(Transformer(model.cfg, n_layers=2), run / "checkpoints" / "step_0000006")
+
+
+def test_fsdp_bf16_mixed_precision_through_growth(common, single, tmp_path):
+    """MixedPrecisionPolicy(bf16 params, fp32 reduce), re-applied at each growth: close to fp32, but not equal."""
+    run = tmp_path / "bf16"
+    _train([*common, "--out", str(run), "--train.dtype", "bfloat16"], 2, "fsdp")
+    a, b = _metrics(single), _metrics(run)
+    assert [m["depth"] for m in b] == [m["depth"] for m in a]
+    assert [m["train_loss"] for m in b] == pytest.approx([m["train_loss"] for m in a], rel=2e-2)
+    assert [m["train_loss"] for m in b] != pytest.approx([m["train_loss"] for m in a], rel=1e-5)

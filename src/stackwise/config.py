@@ -50,7 +50,7 @@ class TrainConfig:
     dtype: str = "float32"  # float32 | bfloat16 (autocast)
     compile: bool = False  # torch.compile each block
     device: str = "auto"  # auto | cpu | cuda
-    parallel: str = "none"  # none | ddp (under torchrun; each rank a disjoint slice of the same global batch)
+    parallel: str = "none"  # none | ddp | fsdp (under torchrun; each rank a disjoint slice of the same global batch)
     log_every: int = 10
 
 
@@ -121,7 +121,7 @@ class Config:
 CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("float32", "bfloat16"),
     "train.device": ("auto", "cpu", "cuda"),
-    "train.parallel": ("none", "ddp"),
+    "train.parallel": ("none", "ddp", "fsdp"),
     "optim.name": ("adamw", "adafactor", "muon"),
     "growth.method": ("none", "midas", "lidas", "gradstack", "progressive"),
     "growth.init": ("copy", "random", "identity"),
@@ -294,6 +294,9 @@ def validate(cfg: Config) -> None:
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
     need(m.init_std > 0, "model.init_std: must be positive")
     need(cfg.growth.rewarmup_steps >= 0, "growth.rewarmup_steps: must be >= 0")
+    need(t.parallel != "fsdp" or cfg.optim.name == "adamw",
+         f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
+         "use adamw with train.parallel fsdp")
     if cfg.eval.primitives_tasks:
         from stackwise.evals.primitives import TASKS
 

@@ -1,11 +1,20 @@
-"""Processes, devices, and the wrappers applied to the model from outside: per-block torch.compile and DDP.
+"""Processes, devices, and the wrappers applied to the model from outside: per-block torch.compile, DDP and FSDP2.
 
-The model file knows nothing of these. `wrap` returns the module the training step calls, while the plain model
-(whose parameters the optimizer holds and checkpoints store) stays reachable; at a growth event the trainer calls
-`unwrap`, grows the plain model, and wraps again (a new DDP wrapper over the new parameter list).
+The model file knows nothing of these. The trainer hands a plain model and its optimizer to `wrap_for_training`,
+which returns the module the training step calls and the optimizer to step; at a growth event it calls
+`unwrap_for_growth`, which gives back a plain model and optimizer (with the full state), grows them exactly as in one
+process, and wraps again.
 
-Under torchrun (`torchrun --nproc_per_node N -m stackwise train ... --train.parallel ddp`) each process is one rank;
-every rank trains on its own disjoint slice of the same global batch, and rank 0 alone writes logs and checkpoints.
+- none / ddp: the plain model keeps its parameters; DDP is a new wrapper over the new parameter list at each wrap.
+- fsdp: `fully_shard` on every block, then on the root (FSDP2, in place: parameters become DTensor shards), with
+  `MixedPrecisionPolicy(bf16 params, fp32 reduce)` when train.dtype is bfloat16; the optimizer is rebuilt over the
+  shards and given the plain optimizer's state by parameter name (torch.distributed.checkpoint.state_dict). To
+  unwrap, the full model and optimizer state are gathered on every rank into a fresh plain model: growth then runs
+  on whole tensors, deterministically and identically on all ranks.
+
+Under torchrun (`torchrun --nproc_per_node N -m stackwise train ... --train.parallel ddp|fsdp`) each process is one
+rank; every rank trains on its own disjoint slice of the same global batch, and rank 0 alone writes what is not
+sharded (logs, events, final/). With one process, fsdp trains unsharded (the same computation).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ def init_world(cfg: Config) -> World:
     if size == 1:
         return World()
     if cfg.train.parallel == "none":
-        raise UserError(f"train.parallel: none, but torchrun started {size} processes; use ddp")
+        raise UserError(f"train.parallel: none, but torchrun started {size} processes; use ddp or fsdp")
     world = World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         cuda = cfg.train.device != "cpu" and torch.cuda.is_available()
@@ -66,6 +75,10 @@ def configure_backend(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def sharded(cfg: Config, world: World) -> bool:
+    return cfg.train.parallel == "fsdp" and world.size > 1
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """Undo `wrap` before the layer list changes: drop per-block compilation (the DDP wrapper is simply replaced)."""
     for block in model.layers:
@@ -78,10 +91,86 @@ def wrap(model: nn.Module, cfg: Config, world: World = World()) -> nn.Module:
     if cfg.train.compile:
         for block in model.layers:
             block.compile()
+    device = next(model.parameters()).device
     if cfg.train.parallel == "ddp" and world.size > 1:
-        device = next(model.parameters()).device
         return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if sharded(cfg, world):
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+
+        mesh = init_device_mesh(device.type, (world.size,))
+        bf16 = cfg.train.dtype == "bfloat16"
+        policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16 if bf16 else None,
+                                      reduce_dtype=torch.float32 if bf16 else None)
+        for block in model.layers:
+            fully_shard(block, mesh=mesh, mp_policy=policy)
+        fully_shard(model, mesh=mesh, mp_policy=policy)
     return model
+
+
+def wrap_for_training(model: nn.Module, optimizer, cfg: Config, world: World = World()):
+    """Wrap a plain model (see `wrap`) and return (module to call, optimizer to step).
+
+    Under FSDP the optimizer is rebuilt over the parameter shards and given the plain optimizer's state by name."""
+    if not sharded(cfg, world):
+        return wrap(model, cfg, world), optimizer
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    from stackwise.optim import build_optimizer
+
+    # Read by name before sharding replaces the parameters. (An empty optimizer is left alone: asking for its
+    # state dict would initialise it with a zero-gradient step.)
+    state = get_optimizer_state_dict(model, optimizer.optimizers) if _has_state(optimizer) else None
+    run_model = wrap(model, cfg, world)
+    optimizer = build_optimizer(model, cfg)
+    if state is not None:
+        set_optimizer_state_dict(model, optimizer.optimizers, state, options=StateDictOptions(full_state_dict=True))
+    return run_model, optimizer
+
+
+def unwrap_for_growth(model: nn.Module, optimizer, cfg: Config, world: World = World()):
+    """The inverse of `wrap_for_training`: a plain model and optimizer holding the full state, on every rank."""
+    if not sharded(cfg, world):
+        return unwrap(model), optimizer
+    from torch.distributed.checkpoint.state_dict import (
+        StateDictOptions,
+        get_optimizer_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    from stackwise.optim import build_optimizer
+
+    full = StateDictOptions(full_state_dict=True)
+    plain = gather_model(model, cfg, everywhere=True)
+    plain_optimizer = build_optimizer(plain, cfg)
+    if _has_state(optimizer):
+        state = get_optimizer_state_dict(model, optimizer.optimizers, options=full)
+        set_optimizer_state_dict(plain, plain_optimizer.optimizers, state)
+    return plain, plain_optimizer
+
+
+def gather_model(model: nn.Module, cfg: Config, everywhere: bool = False) -> nn.Module | None:
+    """A plain copy of a sharded model with its full weights, on rank 0 only (or on every rank); collective."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    from stackwise.model import Transformer
+
+    device = next(model.parameters()).device
+    state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+    if not everywhere and dist.get_rank() != 0:
+        return None
+    with torch.random.fork_rng(devices=[]):  # the throwaway initialisation must not move the training RNG
+        plain = Transformer(model.cfg, n_layers=model.depth)
+    plain.load_state_dict(state)
+    return plain.to(device)
+
+
+def _has_state(optimizer) -> bool:
+    return any(opt.state for opt in optimizer.optimizers)
 
 
 def mean_across_ranks(value: float, world: World, device: torch.device) -> float:

@@ -54,9 +54,11 @@ class Result:
         return d
 
 
-def autocast_for(cfg: config_mod.Config, device: torch.device):
-    """A context-manager factory: bf16 autocast when train.dtype is bfloat16, else a no-op."""
-    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.train.dtype == "bfloat16")
+def autocast_for(cfg: config_mod.Config, device: torch.device, sharded: bool = False):
+    """A context-manager factory: bf16 autocast when train.dtype is bfloat16, else a no-op (also under FSDP, whose
+    MixedPrecisionPolicy casts the parameters instead)."""
+    enabled = cfg.train.dtype == "bfloat16" and not sharded
+    return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, device: torch.device,
@@ -79,14 +81,17 @@ def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, devic
             loss.backward()
         loss_sum += loss.detach()
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
+    if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
+        grad_norm = grad_norm.full_tensor()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum.item(), grad_norm
 
 
 def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: config_mod.Config) -> OptimizerSet:
-    """One growth event: unwrap, replace the layer list per the stage's source map, rebuild the optimizer with
-    state transferred (growth.optimizer_state). The caller re-wraps the model. Returns the new optimizer."""
+    """One growth event on a plain model: replace the layer list per the stage's source map, rebuild the optimizer
+    with state transferred (growth.optimizer_state). The caller unwraps before (parallel.unwrap_for_growth) and
+    wraps again after. Returns the new optimizer."""
     src = list(stage.source_layers)
     assert len(src) == stage.depth and max(src) < model.depth
     parallel.unwrap(model)
@@ -155,7 +160,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
           console: Console | None = None) -> Result:
     """Train per cfg into `out`. With resume=True, continue `out` from its newest valid checkpoint.
 
-    Under torchrun with train.parallel ddp, every rank runs this function; rank 0 alone writes to `out`."""
+    Under torchrun with train.parallel ddp or fsdp, every rank runs this function; rank 0 alone writes what is
+    not sharded."""
     world = parallel.init_world(cfg)
     console = console or Console()
     if not world.main:
@@ -190,23 +196,21 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
     stages = growth.plan(cfg)
     depth = loaded.trainer["depth"] if loaded is not None else stages[0].depth
-    model = Transformer(arch.model, n_layers=depth)
-    if loaded is not None:
-        checkpoint.load_weights(model, loaded.path)
-    model.to(device)
+    model = Transformer(arch.model, n_layers=depth).to(device)
     optimizer = build_optimizer(model, cfg)
     loader = TrainLoader(data.train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, world.rank, world.size)
     counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
     window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
     if loaded is not None:
-        optimizer.load_state_dict(loaded.optimizer)
+        checkpoint.load_state(loaded, model, optimizer)
         loader.load_state_dict(loaded.trainer["loader"])
         counters = {k: loaded.trainer[k] for k in counters}
         window = dict(loaded.trainer["window"])
         checkpoint.set_rng_state(loaded.trainer["rng"])
-    run_model = parallel.wrap(model, cfg, world)
+    sharded = parallel.sharded(cfg, world)
+    run_model, optimizer = parallel.wrap_for_training(model, optimizer, cfg, world)
 
-    autocast = autocast_for(cfg, device)
+    autocast = autocast_for(cfg, device, sharded)
     val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
     resume_step = counters["step"] if loaded is not None else None
     metrics = MetricsLog(out / "metrics.jsonl", resume_step) if world.main else None
@@ -216,10 +220,12 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     events = out / "events.jsonl"
 
     def save_checkpoint(step: int, protect: bool = False) -> None:
-        if world.main:  # DDP keeps every rank's model and optimizer identical: one copy is the checkpoint
+        # FSDP: every rank writes its shards. DDP keeps every rank's model and optimizer identical: rank 0's copy
+        # is the checkpoint.
+        if world.main or sharded:
             trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
             checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg,
-                            keep=cfg.checkpoint.keep, protect=protect)
+                            keep=cfg.checkpoint.keep, protect=protect, sharded=sharded)
         parallel.barrier(world)
 
     if loaded is None and world.main:
@@ -235,8 +241,9 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             t0 = time.perf_counter()
             stage = growth.stage_at(stages, step)
             if model.depth != stage.depth:
+                model, optimizer = parallel.unwrap_for_growth(model, optimizer, cfg, world)
                 optimizer = grow(model, optimizer, stage, cfg)
-                run_model = parallel.wrap(model, cfg, world)
+                run_model, optimizer = parallel.wrap_for_training(model, optimizer, cfg, world)
                 seconds = time.perf_counter() - t0
                 if world.main:
                     with events.open("a") as f:
@@ -276,8 +283,11 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                                       f"lr {record['lr']:.2e}")
                 if world.main:
                     metrics.write(record)
-                if is_primitives and world.main:
-                    _score_primitives(model, data.tokenizer, cfg, done, last_val, primitives_log)
+                if is_primitives:
+                    whole = parallel.gather_model(model, cfg) if sharded else model  # collective under FSDP
+                    if world.main:
+                        _score_primitives(whole, data.tokenizer, cfg, done, last_val, primitives_log)
+                        model.train()
                 bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
                 window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
             boundary = done == stage.end_step and done < t.steps
@@ -290,6 +300,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     stats = {"final_val_loss": last_val, "perplexity": math.exp(last_val),
              "unigram_entropy": data_mod.unigram_entropy(data.val, cfg.model.vocab_size), "steps": counters["step"],
              "tokens": counters["tokens"], "flops": counters["flops"], "wall_s": counters["wall_s"]}
+    if sharded:
+        model = parallel.gather_model(model, cfg)  # the full weights, on rank 0
     if not world.main:
         parallel.barrier(world)
         return Result(out, **stats, sample="")
@@ -309,7 +321,6 @@ def _score_primitives(model: Transformer, tok, cfg: config_mod.Config, step: int
     tasks = [x.strip() for x in cfg.eval.primitives_tasks.split(",")] if cfg.eval.primitives_tasks else None
     lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
     scores = evaluate(lm, tasks, n=cfg.eval.primitives_n, shots=cfg.eval.primitives_shots, seed=cfg.train.seed)
-    model.train()
     log.write({"step": step, "val_loss": val_loss, "depth": model.depth, "tasks": scores})
 
 
