@@ -79,7 +79,8 @@ def test_ddp_through_growth_equals_single_process(common, single, tmp_path):
 
 def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(common, single, tmp_path):
     full = tmp_path / "full"
-    _train([*common, "--out", str(full)], 2, "fsdp")
+    accum = ["--train.grad_accum", "2"]  # and gradient sync only after the last micro-batch
+    _train([*common, *accum, "--out", str(full)], 2, "fsdp")
     _same_losses(single, full, rel=1e-5)
     step4 = full / "checkpoints" / "step_0000004"
     assert (step4 / "dcp" / ".metadata").is_file() and not (step4 / "model.safetensors").exists()
@@ -88,7 +89,7 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
 
     # A real kill: SIGKILL the whole torchrun process group once the step-4 checkpoint is on disk.
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd([*common, "--out", str(killed)], 2, "fsdp"), env=ENV, start_new_session=True,
+    proc = subprocess.Popen(_cmd([*common, *accum, "--out", str(killed)], 2, "fsdp"), env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     while not (killed / "checkpoints" / "step_0000004").is_dir() and proc.poll() is None:

@@ -47,7 +47,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # 0 disables clipping
     seed: int = 0
-    dtype: str = "float32"  # float32 | bfloat16 (autocast)
+    dtype: str = "float32"  # float32 | bfloat16 (autocast; under fsdp a bf16 MixedPrecisionPolicy instead)
     compile: bool = False  # torch.compile each block
     device: str = "auto"  # auto | cpu | cuda
     parallel: str = "none"  # none | ddp | fsdp (under torchrun; each rank a disjoint slice of the same global batch)

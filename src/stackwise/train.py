@@ -74,7 +74,9 @@ def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, devic
     loss_sum = torch.zeros((), device=device)
     for i in range(t.grad_accum):
         last = i == t.grad_accum - 1
-        sync = contextlib.nullcontext() if last or not hasattr(run_model, "no_sync") else run_model.no_sync()
+        sync = contextlib.nullcontext() if last or not hasattr(run_model, "no_sync") else run_model.no_sync()  # DDP
+        if hasattr(run_model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter after the last micro-batch only
+            run_model.set_requires_gradient_sync(last)
         with sync, autocast():
             loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
         with sync:
