@@ -44,6 +44,18 @@ def _same_losses(a_run, b_run, rel):
             assert y["val_loss"] == pytest.approx(x["val_loss"], rel=rel)
 
 
+def _same_primitives(a_run, b_run):
+    """Primitives scored during training (rank 0; under FSDP on the gathered model) agree with one process."""
+    path = "eval/primitives_during_training.jsonl"
+    a, b = ((run / path).read_text().splitlines() for run in (a_run, b_run))
+    assert len(a) == 3
+    for x, y in zip(a, b, strict=True):
+        x, y = json.loads(x), json.loads(y)
+        assert (x["step"], x["depth"]) == (y["step"], y["depth"]) and y["val_loss"] == pytest.approx(x["val_loss"])
+        assert {(t, m): r["correct"] for t, v in x["tasks"].items() for m, r in v.items()} == \
+            {(t, m): r["correct"] for t, v in y["tasks"].items() for m, r in v.items()}
+
+
 def _keep_only(run, step):
     """Roll a run back to one checkpoint, as if it had been killed right after writing it."""
     for p in (run / "checkpoints").iterdir():
@@ -57,7 +69,8 @@ def common(corpus):
     return ["--config", "tiny", "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
             "--model.n_layers", "3", "--growth.method", "midas", "--growth.block_size", "1", "--train.steps", "9",
             "--train.batch_size", "8", "--train.log_every", "1", "--eval.every", "3", "--eval.sample_tokens", "0",
-            "--checkpoint.every", "4"]
+            "--checkpoint.every", "4", "--eval.primitives_every", "3", "--eval.primitives_n", "4",
+            "--eval.primitives_tasks", "copy_random,arithmetic"]
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +84,7 @@ def test_ddp_through_growth_equals_single_process(common, single, tmp_path):
     two = tmp_path / "two"
     assert "2 process(es)" in _train([*common, "--out", str(two)], 2, "ddp").stdout
     _same_losses(single, two, rel=1e-5)
+    _same_primitives(single, two)
     # resume the 2-process run from its step-4 checkpoint (between the two growth events): same losses
     _keep_only(two, 4)
     _train(["--resume", str(two)], 2, "ddp")
@@ -82,6 +96,7 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
     accum = ["--train.grad_accum", "2"]  # and gradient sync only after the last micro-batch
     _train([*common, *accum, "--out", str(full)], 2, "fsdp")
     _same_losses(single, full, rel=1e-5)
+    _same_primitives(single, full)
     step4 = full / "checkpoints" / "step_0000004"
     assert (step4 / "dcp" / ".metadata").is_file() and not (step4 / "model.safetensors").exists()
     assert sorted(p.name for p in (step4 / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
