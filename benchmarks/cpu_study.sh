@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU study behind docs/results/cpu-study/: first a peak-LR sweep for the *baseline* (1 seed), then every arm
 # with that LR: baseline, GradStack, MIDAS PROP-1 and the equal-compute baseline (3 seeds), a shallower 8-layer
-# control (2 seeds), MIDAS PROP-2 and LIDAS (1 seed each). Resumable: rerun the script and finished runs are reused.
+# control, MIDAS PROP-2 and LIDAS (2 seeds each). Resumable: rerun the script and finished runs are reused.
 #
 #   bash benchmarks/cpu_study.sh            # OUT=runs/cpu-study by default; reports copied to docs/results/cpu-study
 set -euo pipefail
@@ -26,7 +26,7 @@ if [ "$LR" = "0.003" ] && [ ! -e "$OUT/main/runs/none/seed0" ]; then  # the swee
 fi
 
 $SW compare --config cpu-study --out "$OUT/main" --seeds 3 --equal-compute --train.lr "$LR" \
-    --methods none,gradstack,midas,midas:growth.alpha=2:seeds=1,lidas:seeds=1,shallow:model.n_layers=8:seeds=2
+    --methods none,gradstack,midas,midas:growth.alpha=2:seeds=2,lidas:seeds=2,shallow:model.n_layers=8:seeds=2
 
 for part in lr-sweep main; do
   mkdir -p "$DOC/$part"
