@@ -56,6 +56,20 @@ def _same_primitives(a_run, b_run):
             {(t, m): r["correct"] for t, v in y["tasks"].items() for m, r in v.items()}
 
 
+def _sharded_checkpoint_loads_for_evaluation_and_export(run):
+    from stackwise import checkpoint, hf
+    from stackwise.evals.runner import models
+    from stackwise.model import Transformer
+
+    (name, step, model), = models(run, "latest")  # as `stackwise eval` and `stackwise export` read it
+    assert (name, step, model.depth) == ("step_0000009", 9, 3)
+    final = hf.load_pretrained(run / "final", model.cfg)  # gathered by rank 0: the whole model
+    for a, b in zip(model.state_dict().values(), final.state_dict().values(), strict=True):
+        assert (a == b).all()
+    with pytest.raises(Exception, match="weights do not match"):
+        checkpoint.load_weights(Transformer(model.cfg, n_layers=2), run / "checkpoints" / "step_0000009")
+
+
 def _keep_only(run, step):
     """Roll a run back to one checkpoint, as if it had been killed right after writing it."""
     for p in (run / "checkpoints").iterdir():
@@ -100,7 +114,7 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
     step4 = full / "checkpoints" / "step_0000004"
     assert (step4 / "dcp" / ".metadata").is_file() and not (step4 / "model.safetensors").exists()
     assert sorted(p.name for p in (step4 / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
-    assert (full / "final" / "model.safetensors").is_file()  # gathered: a whole model, loadable anywhere
+    _sharded_checkpoint_loads_for_evaluation_and_export(full)
 
     # A real kill: SIGKILL the whole torchrun process group once the step-4 checkpoint is on disk.
     killed = tmp_path / "killed"
@@ -122,22 +136,6 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
     # the 2-process sharded checkpoint, resumed by one process (unsharded): the same run, to fp32 rounding
     _train(["--resume", str(one_proc)], 1, "fsdp")
     _same_losses(single, one_proc, rel=1e-5)
-
-
-def test_sharded_checkpoint_loads_for_evaluation_and_export(common, tmp_path):
-    from stackwise import checkpoint, hf
-    from stackwise.evals.runner import models
-    from stackwise.model import Transformer
-
-    run = tmp_path / "run"
-    _train([*common, "--out", str(run), "--train.steps", "6", "--checkpoint.every", "3"], 2, "fsdp")
-    (name, step, model), = models(run, "latest")
-    assert (name, step, model.depth) == ("step_0000006", 6, 3)
-    final = hf.load_pretrained(run / "final", model.cfg)
-    for a, b in zip(model.state_dict().values(), final.state_dict().values(), strict=True):
-        assert (a == b).all()
-    with pytest.raises(Exception, match="weights do not match"):
-        checkpoint.load_weights(Transformer(model.cfg, n_layers=2), run / "checkpoints" / "step_0000006")
 
 
 def test_fsdp_bf16_mixed_precision_through_growth(common, single, tmp_path):
