@@ -91,6 +91,8 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert "| midas |" in report and "stackwise compare" in report and "isoplot.png" in report
     iso = json.loads((out / "isoplot.json").read_text())
     assert [p["step"] for p in iso["midas"]] == [6, 12] and all(0 <= p["accuracy"] <= 1 for p in iso["midas"])
+    # chance of the plotted score: var0_basic multiple choice (1 in 5) and arithmetic greedy exact match (0)
+    assert all(p["chance"] == pytest.approx(0.1) for p in iso["midas"])
     mtime = (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime
     capsys.readouterr()
     assert main(argv) == 0  # a rerun reuses every finished run

@@ -90,27 +90,29 @@ def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None
     _finish(fig, ax, "optimizer step", "depth (layers)", path)
 
 
-def primitive_score(tasks: dict) -> float:
-    """One number per evaluation: the mean over tasks of multiple-choice accuracy (greedy where there is none)."""
-    accs = [(r.get("multiple_choice") or r["generation"])["accuracy"] for r in tasks.values()]
-    return float(np.mean(accs))
+def primitive_score(tasks: dict) -> tuple[float, float]:
+    """One number per evaluation: the mean over tasks of multiple-choice accuracy (greedy where there is none),
+    and the same mean of those scores' chance levels."""
+    scores = [r.get("multiple_choice") or r["generation"] for r in tasks.values()]
+    return float(np.mean([r["accuracy"] for r in scores])), float(np.mean([r["chance"] for r in scores]))
 
 
 def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]] | None:
     """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step)."""
     data: dict[str, list[dict[str, float]]] = {}
     for arm in spec["arms"]:
-        by_step: dict[int, list[tuple[float, float]]] = {}
+        by_step: dict[int, list[tuple[float, float, float]]] = {}
         for seed in spec["seeds"]:
             path = out / "runs" / arm["label"] / f"seed{seed}" / "eval" / "primitives_during_training.jsonl"
             if not path.is_file():
                 continue
             for line in path.read_text().splitlines():
                 row = json.loads(line)
-                by_step.setdefault(row["step"], []).append((row["val_loss"], primitive_score(row["tasks"])))
+                by_step.setdefault(row["step"], []).append((row["val_loss"], *primitive_score(row["tasks"])))
         if by_step:
-            data[arm["label"]] = [{"step": s, "val_loss": float(np.mean([v for v, _ in pts])),
-                                   "accuracy": float(np.mean([a for _, a in pts])), "n_seeds": len(pts)}
+            data[arm["label"]] = [{"step": s, "val_loss": float(np.mean([v for v, _, _ in pts])),
+                                   "accuracy": float(np.mean([a for _, a, _ in pts])),
+                                   "chance": float(np.mean([c for _, _, c in pts])), "n_seeds": len(pts)}
                                   for s, pts in sorted(by_step.items())]
     if not data:
         return None
@@ -119,6 +121,8 @@ def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]
         pts = data[label]
         ax.plot([p["val_loss"] for p in pts], [p["accuracy"] for p in pts], marker="o", ms=3, color=f"C{i}",
                 label=label)
+    chance = float(np.mean([p["chance"] for pts in data.values() for p in pts]))
+    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.1%})")
     ax.invert_xaxis()
     _finish(fig, ax, "validation loss (nats/token; training proceeds to the right)",
             "mean primitive accuracy (multiple choice where defined)", out / "isoplot.png")
