@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The longer-budget CPU study behind docs/results/cpu-study/long/: the cpu-study recipe with 3x the tokens
 # (1500 steps of 16 x 256 tokens = 6.1M tokens, 256-token context), baseline vs GradStack vs MIDAS PROP-1, one seed,
-# scoring the reasoning primitives every 250 steps (isoplot); then the primitives on each final model and the
+# scoring the reasoning primitives every 250 steps (isoplot; the last point is the final model); then the
 # fine-tuning probe. ~2 h on a 2-core CPU. Resumable: finished runs are reused.
 #
 #   bash benchmarks/cpu_study_long.sh       # OUT=runs/cpu-study/long; reports copied to docs/results/cpu-study/long
@@ -15,8 +15,6 @@ $SW compare --config cpu-study --out "$OUT" --seeds 1 --methods none,gradstack,m
 mkdir -p "$DOC"
 cp "$OUT"/{report.md,summary.json,calibration.json,compare.json,isoplot.json} "$OUT"/*.png "$DOC/"
 
-$SW eval "$OUT" --n 100 --shots 5                          # primitives on each final model
-cp "$OUT"/eval/primitives.{md,json} "$DOC/"
 # The fine-tuning probe, cut to fit a sitting: 2 data seeds, 500 held-out examples, evaluated every 50 steps and
 # averaged over the last 2 evaluations (the paper: 3 seeds, 1000 examples, a longer late window).
 $SW probe "$OUT" --steps 200 --lr 1e-3 --seeds 2 --eval-every 50 --window 2 --n-test 500

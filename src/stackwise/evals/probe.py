@@ -115,8 +115,9 @@ def run_probe(model, tok, pad: int, cfg: ProbeConfig, log=print) -> dict:
             opt.zero_grad(set_to_none=True)
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 acc = choice_accuracy(tuned, tok, test, pad, cfg.batch_eval)
-                curve.append({"step": step, "accuracy": acc, "train_loss": float(loss)})
-                log(f"probe seed {seed} step {step}: train loss {float(loss):.4f}, held-out accuracy {acc:.1%}")
+                train_loss = float(loss.detach())
+                curve.append({"step": step, "accuracy": acc, "train_loss": train_loss})
+                log(f"probe seed {seed} step {step}: train loss {train_loss:.4f}, held-out accuracy {acc:.1%}")
         late = [c["accuracy"] for c in curve[1:]][-cfg.window:]
         per_seed.append({"seed": seed, "curve": curve, "late_accuracy": statistics.fmean(late)})
     accs = [s["late_accuracy"] for s in per_seed]
