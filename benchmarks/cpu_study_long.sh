@@ -15,8 +15,8 @@ $SW compare --config cpu-study --out "$OUT" --seeds 1 --methods none,gradstack,m
 mkdir -p "$DOC"
 cp "$OUT"/{report.md,summary.json,calibration.json,compare.json,isoplot.json} "$OUT"/*.png "$DOC/"
 
-# The fine-tuning probe, cut to fit a sitting: 2 data seeds, 500 held-out examples, evaluated every 50 steps and
+# The fine-tuning probe, cut to fit a sitting: 1 data seed, 500 held-out examples, evaluated every 50 steps and
 # averaged over the last 2 evaluations (the paper: 3 seeds, 1000 examples, a longer late window).
-$SW probe "$OUT" --steps 200 --lr 1e-3 --seeds 2 --eval-every 50 --window 2 --n-test 500
+$SW probe "$OUT" --steps 200 --lr 1e-3 --seeds 1 --eval-every 50 --window 2 --n-test 500
 cp "$OUT"/eval/probe.{md,json} "$DOC/"
 echo "reports in $DOC"
