@@ -1,5 +1,6 @@
 """DDP and FSDP2 on CPU (gloo, 2 processes under torchrun) through growth equal one process with the same global
-batch; a killed FSDP run resumes to the same losses, at 2 processes and at 1."""
+batch; a killed FSDP run resumes to the same losses: as 2 nodes of 1 process each (torchrun's c10d rendezvous, as
+on a cluster), and as 1 process."""
 
 import json
 import os
@@ -8,10 +9,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="torchrun with gloo")
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="torchrun with gloo, on Linux")
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -31,6 +33,22 @@ def _train(args, nproc, parallel="none"):
     proc = subprocess.run(_cmd(args, nproc, parallel), capture_output=True, text=True, env=ENV, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def _train_on_two_nodes(args, parallel):
+    """Two torchrun agents (one per "node", 1 process each) meeting through the c10d rendezvous, as a multi-node
+    launch does: ranks 0 and 1 both have LOCAL_RANK 0, so anything keyed on the local rank instead of the global one
+    (writing files, loading shards) would show."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+              "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{30500 + os.getpid() % 1000}",
+              "--rdzv-id", f"stackwise-test-{os.getpid()}", "-m", "stackwise", "train", "--train.parallel", parallel,
+              *args]
+    nodes = [subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+             for _ in range(2)]
+    outputs = [node.communicate(timeout=300) for node in nodes]
+    for node, (_, err) in zip(nodes, outputs, strict=True):
+        assert node.returncode == 0, err[-3000:]
+    return [out for out, _ in outputs]
 
 
 def _same_losses(a_run, b_run, rel):
@@ -68,6 +86,46 @@ def _sharded_checkpoint_loads_for_evaluation_and_export(run):
         assert (a == b).all()
     with pytest.raises(Exception, match="weights do not match"):
         checkpoint.load_weights(Transformer(model.cfg, n_layers=2), run / "checkpoints" / "step_0000009")
+
+
+def _process_tree(pid):
+    """pid and its descendants, from /proc (torchrun starts each worker in a session of its own)."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    return tree
+
+
+def _alive(pid):
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_tree(proc):
+    """SIGKILL a torchrun launch and every worker under it, as a node failure would, and wait until all are gone."""
+    tree = _process_tree(proc.pid)
+    assert len(tree) >= 3, "expected the torchrun agent and its two workers"
+    for pid in tree:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in tree):
+        assert time.monotonic() < deadline, "a worker outlived SIGKILL"
+        time.sleep(0.05)
 
 
 def _keep_only(run, step):
@@ -116,21 +174,23 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
     assert sorted(p.name for p in (step4 / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
     _sharded_checkpoint_loads_for_evaluation_and_export(full)
 
-    # A real kill: SIGKILL the whole torchrun process group once the step-4 checkpoint is on disk.
+    # A real kill: SIGKILL torchrun and both workers once the step-4 checkpoint is on disk.
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(_cmd([*common, *accum, "--out", str(killed)], 2, "fsdp"), env=ENV, start_new_session=True,
+    proc = subprocess.Popen(_cmd([*common, *accum, "--out", str(killed)], 2, "fsdp"), env=ENV,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
-    while not (killed / "checkpoints" / "step_0000004").is_dir() and proc.poll() is None:
-        assert time.monotonic() < deadline, "the run never wrote its step-4 checkpoint"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    _keep_only(killed, 4)  # in case the kill came late: resume from between the two growth events either way
+    while not (killed / "checkpoints" / "step_0000004").is_dir():
+        assert proc.poll() is None and time.monotonic() < deadline, "the run never wrote its step-4 checkpoint"
+        time.sleep(0.02)
+    _kill_tree(proc)
+    assert not (killed / "final").exists() and _metrics(killed)[-1]["step"] < 9, "the run finished before the kill"
+    _keep_only(killed, 4)  # should the kill have come after step 8's checkpoint: resume between the growth events
     one_proc = tmp_path / "one-proc"
     shutil.copytree(killed, one_proc)
 
-    _train(["--resume", str(killed)], 2, "fsdp")
+    # resumed by two "nodes" of one process each (c10d rendezvous): the uninterrupted run, to the last bit
+    logs = _train_on_two_nodes(["--resume", str(killed)], "fsdp")
+    assert sum("at step 4 with 2 process(es)" in " ".join(out.split()) for out in logs) == 1  # rank 0 alone logs
     _same_losses(full, killed, rel=1e-6)
 
     # the 2-process sharded checkpoint, resumed by one process (unsharded): the same run, to fp32 rounding

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +182,10 @@ def _load_sharded(model: torch.nn.Module, optimizer, path: Path) -> None:
         raise ValueError(f"unexpected {extra[:3]}, missing {missing[:3]}")
     if optimizer is not None:  # (this initialises the fresh optimizer's state, which the load then overwrites)
         state["optim"] = get_optimizer_state_dict(model, optimizer.optimizers)
-    dcp.load(state, checkpoint_id=str(path / SHARDED))
+    single = not (dist.is_available() and dist.is_initialized())  # e.g. `stackwise eval`, or resuming as 1 process
+    with warnings.catch_warnings():  # (torch warns that it assumes one process: that is the intent here)
+        warnings.filterwarnings("ignore", "torch.distributed is disabled", UserWarning)
+        dcp.load(state, checkpoint_id=str(path / SHARDED), no_dist=single)
     set_model_state_dict(model, state["model"])
     if optimizer is not None:
         set_optimizer_state_dict(model, optimizer.optimizers, state["optim"])

@@ -180,7 +180,7 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
         out = Path(names[0])
     loaded = checkpoint.latest(out, warn=log) if resume else None
     if loaded is not None:
-        log(f"resuming from {loaded.path}")
+        log(f"resuming from {loaded.path} at step {loaded.trainer['step']} with {world.size} process(es)")
     if world.main:
         out.mkdir(parents=True, exist_ok=True)
         config_mod.save(cfg, out / "config.yaml")
