@@ -2,6 +2,7 @@
 batch; a killed FSDP run resumes to the same losses: as 2 nodes of 1 process each (torchrun's c10d rendezvous, as
 on a cluster), and as 1 process."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -117,10 +118,8 @@ def _kill_tree(proc):
     tree = _process_tree(proc.pid)
     assert len(tree) >= 3, "expected the torchrun agent and its two workers"
     for pid in tree:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
     deadline = time.monotonic() + 30
     while any(_alive(pid) for pid in tree):
