@@ -25,7 +25,9 @@ COMMON=("${MODEL[@]}" --train.steps "$STEPS" --train.batch_size "$BATCH" --train
         --train.lr 1.5e-3 --train.log_every 1 --eval.every $((STEPS / 6)) --eval.batches 4 --eval.sample_tokens 0
         --checkpoint.every 0 --checkpoint.keep 1)
 mkdir -p "$OUT"
-$PY -m stackwise train "${COMMON[@]}" --growth.method none --out "$OUT/baseline" | tail -n 4
+status=0  # a failed run does not stop the other or the report of what finished; the script still exits non-zero
+$PY -m stackwise train "${COMMON[@]}" --growth.method none --out "$OUT/baseline" 2>&1 | tail -n 20 || status=1
 $PY -m stackwise train "${COMMON[@]}" --growth.method midas --growth.block_size 2 --growth.alpha 1 \
-    --out "$OUT/midas" | tail -n 4
-$PY benchmarks/gpu_report.py "$OUT" | tee "$OUT/report.md"
+    --out "$OUT/midas" 2>&1 | tail -n 20 || status=1
+$PY benchmarks/gpu_report.py "$OUT" | tee "$OUT/report.md" || status=1
+exit $status

@@ -26,8 +26,10 @@ def rows(run: Path) -> list[dict]:
 
 def main() -> None:
     out = Path(sys.argv[1])
-    runs = {name: out / name for name in ("baseline", "midas")}
-    cfg = yaml.safe_load((runs["baseline"] / "config.yaml").read_text())
+    runs = {name: out / name for name in ("baseline", "midas") if (out / name / "result.json").is_file()}
+    if not runs:
+        sys.exit(f"no finished run (baseline/ or midas/ with result.json) in {out}")
+    cfg = yaml.safe_load((next(iter(runs.values())) / "config.yaml").read_text())
     bf16 = cfg["train"]["dtype"] == "bfloat16"
     device = torch.device("cuda" if torch.cuda.is_available() and cfg["train"]["device"] != "cpu" else "cpu")
     peak = matmul_peak(device, torch.bfloat16 if bf16 else torch.float32, n=8192 if device.type == "cuda" else 1024)
@@ -58,7 +60,7 @@ def main() -> None:
     print("\nValidation loss by step:\n")
     print("| step | " + " | ".join(curves) + " |")
     print("|---:|" + "---:|" * len(curves))
-    for i, (step, _) in enumerate(curves["baseline"]):
+    for i, (step, _) in enumerate(max(curves.values(), key=len)):
         print(f"| {step} | " + " | ".join(f"{c[i][1]:.4f}" if i < len(c) else "-" for c in curves.values()) + " |")
     try:
         import matplotlib
