@@ -1,6 +1,6 @@
 """DDP and FSDP2 on CPU (gloo, 2 processes under torchrun) through growth equal one process with the same global
-batch; a killed FSDP run resumes to the same losses: as 2 nodes of 1 process each (torchrun's c10d rendezvous, as
-on a cluster), and as 1 process."""
+batch; a killed FSDP run resumes to the same losses: between the growth events as 2 nodes of 1 process each
+(torchrun's c10d rendezvous, as on a cluster), and before any growth as 1 process."""
 
 import contextlib
 import json
@@ -136,7 +136,8 @@ def _keep_only(run, step):
 
 @pytest.fixture(scope="module")
 def common(corpus):
-    # 3 layers, MIDAS with b=1: two growth events (steps 3 and 6), checkpoints at 4 and 8 and at stage ends.
+    # 3 layers, MIDAS with b=1, PROP-1 over 9 steps: stages end at steps 1 and 4, so the run grows to depth 2 before
+    # step 2 and to depth 3 before step 5; checkpoints at the stage ends (1, 4) and every 4 steps (4, 8), and at 9.
     return ["--config", "tiny", "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
             "--model.n_layers", "3", "--growth.method", "midas", "--growth.block_size", "1", "--train.steps", "9",
             "--train.batch_size", "8", "--train.log_every", "1", "--eval.every", "3", "--eval.sample_tokens", "0",
@@ -183,17 +184,20 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
         time.sleep(0.02)
     _kill_tree(proc)
     assert not (killed / "final").exists() and _metrics(killed)[-1]["step"] < 9, "the run finished before the kill"
-    _keep_only(killed, 4)  # should the kill have come after step 8's checkpoint: resume between the growth events
     one_proc = tmp_path / "one-proc"
     shutil.copytree(killed, one_proc)
+    _keep_only(killed, 4)  # between the growth events (should the kill have come after step 8's checkpoint)
+    _keep_only(one_proc, 1)  # the end of the first stage, before any growth
 
-    # resumed by two "nodes" of one process each (c10d rendezvous): the uninterrupted run, to the last bit
+    # resumed by two "nodes" of one process each (c10d rendezvous): the uninterrupted run (≤ 1e-6)
     logs = _train_on_two_nodes(["--resume", str(killed)], "fsdp")
     assert sum("at step 4 with 2 process(es)" in " ".join(out.split()) for out in logs) == 1  # rank 0 alone logs
     _same_losses(full, killed, rel=1e-6)
 
-    # the 2-process sharded checkpoint, resumed by one process (unsharded): the same run, to fp32 rounding
-    _train(["--resume", str(one_proc)], 1, "fsdp")
+    # the 2-process sharded checkpoint from before the first growth, resumed by one process (unsharded), which then
+    # grows twice: the same run, to fp32 rounding
+    resumed = _train(["--resume", str(one_proc)], 1, "fsdp").stdout
+    assert "at step 1 with 1 process(es)" in " ".join(resumed.split())
     _same_losses(single, one_proc, rel=1e-5)
 
 
