@@ -59,3 +59,30 @@ def test_probe_command_on_a_tiny_run(tiny_cfg, tmp_path):
     assert result["chance"] == 0.2 and result["late_accuracy"]["n"] == 2
     assert [c["step"] for c in result["per_seed"][0]["curve"]] == [0, 2, 4]
     assert all(0 <= s["late_accuracy"] <= 1 for s in result["per_seed"])
+
+
+def test_probe_on_a_comparison_takes_the_runs_of_the_chosen_training_seeds(tiny_cfg, tmp_path, capsys):
+    import shutil
+
+    from stackwise.train import train
+    run = tmp_path / "run"
+    train(tiny_cfg(train__steps=2), run, console=Console(quiet=True))
+    study = tmp_path / "study"  # a comparison's layout: compare.json and runs/<arm>/seed<s>
+    arms = [{"label": label, "overrides": {}, "max_seeds": None} for label in ("none", "midas")]
+    for arm in arms:
+        for seed in (0, 1):
+            shutil.copytree(run, study / "runs" / arm["label"] / f"seed{seed}")
+    (study / "compare.json").write_text(json.dumps({"seeds": [0, 1], "arms": arms}))
+    flags = ["--steps", "2", "--eval-every", "2", "--window", "1", "--seeds", "1", "--n-test", "10"]
+    assert main(["probe", str(study), *flags, "--run-seeds", "1"]) == 0
+    probed = sorted(str(p.parent.parent.relative_to(study)) for p in study.glob("runs/*/*/eval/probe.json"))
+    assert probed == ["runs/midas/seed1", "runs/none/seed1"]
+    table = json.loads((study / "eval" / "probe.json").read_text())
+    assert list(table) == ["none", "midas"] and all(row["n"] == 1 for row in table.values())
+    assert "training seeds 1;" in (study / "eval" / "probe.md").read_text()
+
+    capsys.readouterr()
+    assert main(["probe", str(study), *flags, "--run-seeds", "2"]) == 2
+    assert "not among the comparison's seeds [0, 1]" in capsys.readouterr().err
+    assert main(["probe", str(run), *flags, "--run-seeds", "0"]) == 2
+    assert main(["probe", str(study), *flags, "--run-seeds", "x"]) == 2

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=5, help="late evaluations averaged")
     p.add_argument("--n-test", type=int, default=1000)
     p.add_argument("--checkpoint", default="final", choices=["final", "latest"])
+    p.add_argument("--run-seeds", metavar="S,S", help="on a comparison: probe only the runs of these training seeds "
+                   "(default: all)")
     p = sub.add_parser("export", help="write a Hugging Face Llama folder (config, safetensors, tokenizer)")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="output folder for transformers' from_pretrained")
@@ -247,7 +249,13 @@ def cmd_probe(args: argparse.Namespace, console: Console) -> None:
     cfg = ProbeConfig(steps=args.steps, lr=args.lr, seeds=args.seeds, eval_every=args.eval_every,
                       window=args.window, n_test=args.n_test)
     path = Path(args.run)
-    result = runner.probe(path, cfg, args.checkpoint, log=console.print)
+    run_seeds = None
+    if args.run_seeds is not None:
+        try:
+            run_seeds = [int(x) for x in args.run_seeds.split(",")]
+        except ValueError:
+            raise UserError(f"probe: --run-seeds must be comma-separated integers, got {args.run_seeds!r}") from None
+    result = runner.probe(path, cfg, args.checkpoint, log=console.print, run_seeds=run_seeds)
     if (path / "compare.json").is_file():
         console.print((path / "eval" / "probe.md").read_text())
     else:

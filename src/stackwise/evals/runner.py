@@ -149,8 +149,9 @@ def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, t
     return table
 
 
-def probe(path: Path, cfg, which: str = "final", log=print) -> dict:
-    """The fine-tuning probe on a run (eval/probe.json), or on every run of a comparison (eval/probe.{json,md})."""
+def probe(path: Path, cfg, which: str = "final", log=print, run_seeds: list[int] | None = None) -> dict:
+    """The fine-tuning probe on a run (eval/probe.json), or on every run of a comparison (eval/probe.{json,md}); there,
+    `run_seeds` limits it to the runs of those training seeds."""
     from stackwise.data.tokenizer import eos_id
     from stackwise.evals.probe import run_probe
 
@@ -164,12 +165,18 @@ def probe(path: Path, cfg, which: str = "final", log=print) -> dict:
         return result
 
     if not (path / "compare.json").is_file():
+        if run_seeds is not None:
+            raise UserError(f"probe: --run-seeds applies to a comparison directory, and {path} has no compare.json")
         return one(path)
     spec = json.loads((path / "compare.json").read_text())
+    seeds = spec["seeds"] if run_seeds is None else run_seeds
+    if set(seeds) - set(spec["seeds"]):
+        raise UserError(f"probe: --run-seeds {sorted(set(seeds) - set(spec['seeds']))} not among the comparison's "
+                        f"seeds {spec['seeds']}")
     table = {}
     for arm in spec["arms"]:
         accs = []
-        for s in spec["seeds"]:
+        for s in seeds:
             run_dir = path / "runs" / arm["label"] / f"seed{s}"
             if (run_dir / "final" / "model.safetensors").is_file():
                 log(f"probe: {arm['label']} seed {s}")
@@ -179,8 +186,8 @@ def probe(path: Path, cfg, which: str = "final", log=print) -> dict:
                                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
     (path / "eval").mkdir(exist_ok=True)
     (path / "eval" / "probe.json").write_text(json.dumps(table, indent=2) + "\n")
-    lines = [f"# Fine-tuning probe ({cfg.steps} steps, LR {cfg.lr}, {cfg.seeds} data seeds per run; late held-out "
-             "accuracy, chance 20%)", "",
+    lines = [f"# Fine-tuning probe ({cfg.steps} steps, LR {cfg.lr}, {cfg.seeds} data seeds per run, runs of training "
+             f"seeds {', '.join(map(str, seeds))}; late held-out accuracy, chance 20%)", "",
              "| method | accuracy (mean ± std) | n (runs × data seeds) |", "|---|---:|---:|"]
     lines += [f"| {m} | {r['mean']:.1%} ± {r['std']:.1%} | {r['n']} |" for m, r in table.items()]
     (path / "eval" / "probe.md").write_text("\n".join(lines) + "\n")
