@@ -23,11 +23,13 @@ def _metrics(run):
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def _cmd(args, nproc, parallel):
-    if nproc == 1:
-        return [sys.executable, "-m", "stackwise", "train", "--train.parallel", parallel, *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-            str(29500 + os.getpid() % 1000), "-m", "stackwise", "train", "--train.parallel", parallel, *args]
+def _cmd(args, nproc, parallel, launcher=()):
+    """`python -m stackwise train` for one process; under torchrun (`launcher`: its flags) for more."""
+    train = ["-m", "stackwise", "train", "--train.parallel", parallel, *args]
+    if nproc == 1 and not launcher:
+        return [sys.executable, *train]
+    launcher = launcher or ["--nproc_per_node", str(nproc), "--master_port", str(29500 + os.getpid() % 1000)]
+    return [sys.executable, "-m", "torch.distributed.run", *launcher, *train]
 
 
 def _train(args, nproc, parallel="none"):
@@ -40,10 +42,9 @@ def _train_on_two_nodes(args, parallel):
     """Two torchrun agents (one per "node", 1 process each) meeting through the c10d rendezvous, as a multi-node
     launch does: ranks 0 and 1 both have LOCAL_RANK 0, so anything keyed on the local rank instead of the global one
     (writing files, loading shards) would show."""
-    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-              "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{30500 + os.getpid() % 1000}",
-              "--rdzv-id", f"stackwise-test-{os.getpid()}", "-m", "stackwise", "train", "--train.parallel", parallel,
-              *args]
+    launch = _cmd(args, 1, parallel, ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
+                                      "--rdzv-endpoint", f"127.0.0.1:{30500 + os.getpid() % 1000}",
+                                      "--rdzv-id", f"stackwise-test-{os.getpid()}"])
     nodes = [subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
              for _ in range(2)]
     outputs = [node.communicate(timeout=300) for node in nodes]
@@ -89,16 +90,22 @@ def _sharded_checkpoint_loads_for_evaluation_and_export(run):
         checkpoint.load_weights(Transformer(model.cfg, n_layers=2), run / "checkpoints" / "step_0000009")
 
 
+def _state_and_parent(stat):
+    """(state, parent pid) from a /proc/PID/stat file; None once the process is gone."""
+    try:
+        state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
+    except (OSError, IndexError):
+        return None
+    return state, int(ppid)
+
+
 def _process_tree(pid):
     """pid and its descendants, from /proc (torchrun starts each worker in a session of its own)."""
     children = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            state, ppid = stat.read_text().rsplit(")", 1)[1].split()[:2]
-        except (OSError, IndexError):
-            continue
-        if state != "Z":
-            children.setdefault(int(ppid), []).append(int(stat.parent.name))
+        found = _state_and_parent(stat)
+        if found is not None and found[0] != "Z":
+            children.setdefault(found[1], []).append(int(stat.parent.name))
     tree, todo = [], [pid]
     while todo:
         tree.append(todo.pop())
@@ -107,10 +114,8 @@ def _process_tree(pid):
 
 
 def _alive(pid):
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    found = _state_and_parent(Path(f"/proc/{pid}/stat"))
+    return found is not None and found[0] != "Z"
 
 
 def _kill_tree(proc):
