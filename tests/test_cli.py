@@ -23,10 +23,11 @@ def test_train_smoke_through_python_m(corpus, tmp_path):
     assert str(out) in proc.stdout
     assert json.loads((out / "result.json").read_text())["steps"] == 6
     assert "steps: 6" in (out / "config.yaml").read_text()
-    proc = _run("train", "--resume", str(out), "--train.steps", "8")  # extend the finished run by two steps
-    assert proc.returncode == 0, proc.stderr
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 8
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"}
+    proc = _run("train", "--resume", str(out), "--train.steps", "8")  # the LR schedule is laid out over 6 steps
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "train.steps: the run was trained with 6" in proc.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != ".lock"} == before
 
 
 @pytest.mark.parametrize("args, needle", [

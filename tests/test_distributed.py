@@ -175,8 +175,9 @@ def test_fsdp_through_growth_equals_single_process_and_resumes_after_a_kill(comm
     _same_losses(single, full, rel=1e-5)
     _same_primitives(single, full)
     step4 = full / "checkpoints" / "step_0000004"
-    assert (step4 / "dcp" / ".metadata").is_file() and not (step4 / "model.safetensors").exists()
-    assert sorted(p.name for p in (step4 / "dcp").glob("*.distcp")) == ["__0_0.distcp", "__1_0.distcp"]
+    assert (step4 / "shards" / "index.json").is_file() and not (step4 / "model.safetensors").exists()
+    assert sorted(p.name for p in (step4 / "shards").iterdir()) == \
+        ["index.json", "rank00000.safetensors", "rank00001.safetensors"]
     _sharded_checkpoint_loads_for_evaluation_and_export(full)
 
     # A real kill: SIGKILL torchrun and both workers once the step-4 checkpoint is on disk.

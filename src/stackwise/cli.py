@@ -7,6 +7,7 @@ with its default. A UserError prints one line and exits with status 2, without a
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
@@ -18,6 +19,8 @@ from stackwise import config as config_mod
 from stackwise.errors import UserError
 
 DEFAULT_RECIPE = "default"
+ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR,
+                      errno.EISDIR, errno.EIO, errno.ENAMETOOLONG}
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +293,7 @@ def _lm_eval(args: argparse.Namespace, console: Console) -> None:
 def cmd_export(args: argparse.Namespace, console: Console) -> None:
     import yaml
 
-    from stackwise import hf
+    from stackwise import checkpoint, hf
     from stackwise.data.tokenizer import load as load_tokenizer
     from stackwise.evals.runner import models
 
@@ -299,8 +302,15 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
     cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     tok_path = run / "tokenizer.json" if (run / "tokenizer.json").is_file() else run / "final" / "tokenizer.json"
     out = Path(args.out)
-    hf.save_pretrained(model, out, max_positions=cfg.train.seq_len, tok=load_tokenizer(tok_path))
-    config_mod.save(cfg, out / "stackwise.yaml")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / checkpoint.MANIFEST).is_file())):
+        raise UserError(f"--out: {out} exists and is not an earlier export; choose a new or empty folder")
+    tok = load_tokenizer(tok_path)
+
+    def write(folder: Path) -> None:
+        hf.save_pretrained(model, folder, max_positions=cfg.train.seq_len, tok=tok)
+        config_mod.save(cfg, folder / "stackwise.yaml")
+
+    checkpoint.write_folder(out, write)
     console.print(f"exported {name} (step {step}, depth {model.depth}) to {out}: "
                   "AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained load it as Llama")
 
@@ -322,6 +332,12 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command](args, console)
     except UserError as e:
         print(f"stackwise: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine's, not ours: a full disk, a read-only or vanished path
+        if e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        where = f": {e.filename}" if e.filename else ""
+        print(f"stackwise: error: {e.strerror}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stackwise: interrupted", file=sys.stderr)

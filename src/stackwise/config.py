@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -129,6 +131,70 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Range:
+    """The valid values of a numeric field: lo ≤ v ≤ hi, with either end excluded (open) or absent (None)."""
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def __contains__(self, v: float) -> bool:
+        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
+            return False
+        return self.hi is None or (v < self.hi or (not self.hi_open and v == self.hi))
+
+    def __str__(self) -> str:
+        if self.hi is None:
+            return f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        return f"in {'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+POSITIVE, NON_NEGATIVE, POSITIVE_REAL = Range(1), Range(0), Range(0, lo_open=True)
+FRACTION, MOMENTUM = Range(0, 1), Range(0, 1, hi_open=True)
+MAX_SEED = 2**63 - 1
+# Bounds of every numeric field (None, where a field allows it, always passes). Float fields must also be finite.
+RANGES: dict[str, Range] = {
+    "model.n_layers": POSITIVE, "model.d_model": POSITIVE, "model.n_heads": POSITIVE, "model.n_kv_heads": POSITIVE,
+    "model.d_ff": POSITIVE, "model.vocab_size": Range(1, 2**32), "model.rope_theta": POSITIVE_REAL,
+    "model.norm_eps": Range(0, 1, lo_open=True), "model.init_std": Range(0, 1, lo_open=True),
+    "train.steps": POSITIVE, "train.batch_size": POSITIVE, "train.grad_accum": POSITIVE, "train.seq_len": POSITIVE,
+    "train.lr": POSITIVE_REAL, "train.lr_min_ratio": FRACTION, "train.warmup_steps": NON_NEGATIVE,
+    "train.weight_decay": NON_NEGATIVE, "train.grad_clip": NON_NEGATIVE, "train.seed": Range(0, MAX_SEED),
+    "train.log_every": POSITIVE,
+    "optim.beta1": MOMENTUM, "optim.beta2": MOMENTUM, "optim.eps": POSITIVE_REAL, "optim.muon_momentum": MOMENTUM,
+    "eval.every": NON_NEGATIVE, "eval.batches": POSITIVE, "eval.sample_tokens": NON_NEGATIVE,
+    "eval.primitives_every": NON_NEGATIVE, "eval.primitives_n": POSITIVE, "eval.primitives_shots": NON_NEGATIVE,
+    "growth.block_size": POSITIVE, "growth.alpha": Range(0, 10), "growth.stage_fractions": Range(0, 1, lo_open=True),
+    "growth.start_layers": POSITIVE, "growth.rewarmup_steps": NON_NEGATIVE,
+    "checkpoint.every": NON_NEGATIVE, "checkpoint.keep": POSITIVE,
+}
+
+# What `--resume` may change: how the run is observed, saved and executed, never what it computes. Every other field
+# defines the model, the data and its order, the optimizer or the plan, and must equal the checkpoint's value.
+RESUMABLE_CHANGES = frozenset({
+    "train.log_every", "train.device", "train.compile", "train.parallel", "train.grad_accum", "data.cache_dir",
+    "eval.every", "eval.batches", "eval.sample_tokens", "eval.primitives_every", "eval.primitives_n",
+    "eval.primitives_shots", "eval.primitives_tasks", "checkpoint.every", "checkpoint.keep",
+})
+
+
+def check_resume(stored: Config, new: Config) -> None:
+    """Refuse, with one line naming the field, a resumed config that differs from its checkpoint's in a field that
+    defines the run. train.steps included: the LR schedule and the growth plan are laid out over it, so a run cannot
+    be lengthened (or shortened) in place; train a new run instead."""
+    new_fields = fields_of(new)
+    for key, (obj, _) in fields_of(stored).items():
+        if key in RESUMABLE_CHANGES:
+            continue
+        name = key.split(".", 1)[1]
+        old, value = getattr(obj, name), getattr(new_fields[key][0], name)
+        if old != value:
+            why = ("its LR schedule and growth plan are laid out over it; start a new run to train longer"
+                   if key == "train.steps" else "it defines the model, the data order or the plan")
+            raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
+
+
 def fields_of(cfg: Config) -> dict[str, tuple[Any, Any]]:
     """Every leaf field as {'section.name': (section object, type)}."""
     out = {}
@@ -169,7 +235,7 @@ def _coerce(key: str, value: Any, typ: Any) -> Any:
             if isinstance(value, (dict, list)):
                 raise ValueError
             return str(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         pass
     else:
         raise AssertionError(f"unsupported field type {typ} for {key}")
@@ -186,7 +252,7 @@ def _coerce_list(key: str, value: Any) -> list[float] | None:
         value = [value]
     try:
         return [float(v) for v in value]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise UserError(f"{key}: expected a list of numbers, got {value!r}") from None
 
 
@@ -239,9 +305,13 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
     if path is not None:
         p = resolve_recipe(path)
         try:
-            tree = yaml.safe_load(p.read_text()) or {}
+            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as e:
             raise UserError(f"{p}: not valid YAML ({str(e).splitlines()[0]})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not UTF-8 text") from None
+        except OSError as e:
+            raise UserError(f"{p}: cannot read ({e.strerror})") from None
         try:
             apply(cfg, flatten(tree, str(p)))
         except UserError as e:
@@ -257,8 +327,29 @@ def from_dict(tree: dict[str, Any]) -> Config:
     return cfg
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Replace a file's text in one step (a temporary file, fsynced, then renamed): a reader sees the old text or
+    the new, never a torn one."""
+    tmp = path.with_name(f".tmp-{path.name}")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def save(cfg: Config, path: Path) -> None:
-    path.write_text(cfg.to_yaml())
+    write_atomic(path, cfg.to_yaml())
+
+
+def _bounds_error(key: str, value: Any) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+        return f"{key}: must be a finite number, got {value!r}"
+    rng = RANGES.get(key)
+    if rng is not None and any(v not in rng for v in values):
+        return f"{key}: must be {rng}, got {value!r}"
+    return None
 
 
 def validate(cfg: Config) -> None:
@@ -273,27 +364,17 @@ def validate(cfg: Config) -> None:
         section, name = key.split(".")
         value = getattr(getattr(cfg, section), name)
         need(value in allowed, f"{key}: unknown value '{value}' (choose from {', '.join(allowed)})")
-    for key in ("model.n_layers", "model.d_model", "model.n_heads", "model.vocab_size", "train.steps",
-                "train.batch_size", "train.grad_accum", "train.seq_len", "train.log_every", "eval.batches"):
-        section, name = key.split(".")
-        need(getattr(getattr(cfg, section), name) > 0, f"{key}: must be positive")
-    for key in ("train.warmup_steps", "eval.every", "eval.sample_tokens", "checkpoint.every", "train.weight_decay",
-                "train.grad_clip", "eval.primitives_every", "eval.primitives_n", "eval.primitives_shots"):
-        section, name = key.split(".")
-        need(getattr(getattr(cfg, section), name) >= 0, f"{key}: must be >= 0")
-    need(cfg.checkpoint.keep >= 1, "checkpoint.keep: must be at least 1")
-    need(t.lr > 0, "train.lr: must be positive")
-    need(0 <= t.lr_min_ratio <= 1, "train.lr_min_ratio: must be in [0, 1]")
+    for key, (obj, _) in fields_of(cfg).items():
+        value = getattr(obj, key.split(".", 1)[1])
+        error = None if value is None else _bounds_error(key, value)
+        if error:
+            raise UserError(error)
     need(m.d_model % m.n_heads == 0, f"model.n_heads: {m.n_heads} does not divide model.d_model {m.d_model}")
     need((m.d_model // m.n_heads) % 2 == 0, "model.n_heads: head dimension d_model/n_heads must be even for RoPE")
     kv = m.n_kv_heads or m.n_heads
-    need(kv > 0 and m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
-    need(m.d_ff is None or m.d_ff > 0, "model.d_ff: must be positive")
-    need(m.vocab_size <= 2**32, "model.vocab_size: at most 2^32")
+    need(m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
-    need(m.init_std > 0, "model.init_std: must be positive")
-    need(cfg.growth.rewarmup_steps >= 0, "growth.rewarmup_steps: must be >= 0")
     need(t.parallel != "fsdp" or cfg.optim.name == "adamw",
          f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
          "use adamw with train.parallel fsdp")

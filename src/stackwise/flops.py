@@ -25,6 +25,14 @@ def layer_matmul_params(cfg: ModelConfig) -> int:
     return attention + mlp
 
 
+def parameter_count(cfg: ModelConfig, depth: int) -> int:
+    """Parameters of a model of `cfg`'s width at `depth` layers (embeddings, blocks with their norms, final norm,
+    LM head when untied): what count_parameters(model) gives, without building the model."""
+    d = cfg.d_model
+    embeddings = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
+    return embeddings + depth * (layer_matmul_params(cfg) + 2 * d) + d
+
+
 def flops_per_token(cfg: ModelConfig, depth: int, seq_len: int) -> int:
     """Training FLOPs per token for a model of `cfg`'s width at `depth` layers."""
     head = cfg.d_model * cfg.vocab_size

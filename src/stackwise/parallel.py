@@ -75,6 +75,35 @@ def configure_backend(device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
+def memory_bytes(device: torch.device) -> int:
+    """Memory available to this process: the GPU's, or the machine's (or its cgroup limit, if lower)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        return min(total, int(limit)) if limit.isdigit() else total
+    except OSError:
+        return total
+
+
+def check_fits(cfg: Config, world: World, device: torch.device) -> None:
+    """Refuse, before anything is allocated, a model whose fp32 weights, gradients and AdamW moments (16 bytes per
+    parameter, divided across ranks under FSDP) and one micro-batch's logits cannot fit in memory: a lower bound on
+    what training needs, so a model it refuses would certainly not train."""
+    from stackwise.flops import parameter_count
+
+    t = cfg.train
+    params = parameter_count(cfg.model, cfg.model.n_layers)
+    state = 16 * params // (world.size if sharded(cfg, world) else 1)
+    logits = 3 * 4 * (t.batch_size // t.grad_accum // world.size) * t.seq_len * cfg.model.vocab_size
+    have = memory_bytes(device)
+    if state + logits > have:
+        raise UserError(f"model.d_model/n_layers/vocab_size, train.batch_size/seq_len: {params:.3g} parameters and "
+                        f"{t.seq_len}-token sequences need at least {(state + logits) / 2**30:.1f} GiB to train; "
+                        f"{device.type} has {have / 2**30:.1f} GiB")
+
+
 def sharded(cfg: Config, world: World) -> bool:
     return cfg.train.parallel == "fsdp" and world.size > 1
 

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stackwise import checkpoint, growth, hf, parallel
+from stackwise import checkpoint, growth, hf, parallel, rundir
 from stackwise import config as config_mod
 from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
@@ -134,14 +134,25 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, autocast) ->
     return total / len(batches)
 
 
-class MetricsLog:
-    """metrics.jsonl, append-only; on resume, lines past the checkpoint's step are dropped first."""
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
-    def __init__(self, path: Path, resume_step: int | None):
+
+class MetricsLog:
+    """An append-only JSON-lines log (metrics.jsonl, events.jsonl). On resume, records with a step past
+    `keep_through` are dropped first (and a line torn by a kill), so the log reads as if the run had never stopped;
+    the trimmed file replaces the old one atomically. A new run starts it empty."""
+
+    def __init__(self, path: Path, keep_through: int | None):
         self.path = path
-        if resume_step is not None and path.exists():
-            kept = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= resume_step]
-            path.write_text("".join(ln + "\n" for ln in kept))
+        if keep_through is not None and path.exists():
+            kept = [ln for ln in path.read_text().splitlines()
+                    if ln and _parses(ln) and json.loads(ln)["step"] <= keep_through]
+            config_mod.write_atomic(path, "".join(ln + "\n" for ln in kept))
         elif path.exists():
             path.unlink()
 
@@ -163,12 +174,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     """Train per cfg into `out`. With resume=True, continue `out` from its newest valid checkpoint.
 
     Under torchrun with train.parallel ddp or fsdp, every rank runs this function; rank 0 alone writes what is
-    not sharded."""
+    not sharded, and holds the run directory's lock (rundir.claim) for the whole run."""
     world = parallel.init_world(cfg)
-    console = console or Console()
-    if not world.main:
-        console = Console(quiet=True)
-    log = console.print
     t = cfg.train
     if t.batch_size % (t.grad_accum * world.size):
         raise UserError(f"train.batch_size: {t.batch_size} is not divisible by train.grad_accum × processes "
@@ -178,14 +185,29 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
         names = [str(out)]
         torch.distributed.broadcast_object_list(names, src=0)
         out = Path(names[0])
+    claim = rundir.claim(out, resume) if world.main else None
+    try:
+        return _train(cfg, out, resume, console, world)
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def _train(cfg: config_mod.Config, out: Path, resume: bool, console: Console | None,
+           world: parallel.World) -> Result:
+    console = console or Console()
+    if not world.main:
+        console = Console(quiet=True)
+    log = console.print
+    t = cfg.train
     loaded = checkpoint.latest(out, warn=log) if resume else None
     if loaded is not None:
+        config_mod.check_resume(loaded.cfg, cfg)  # before anything is written
         log(f"resuming from {loaded.path} at step {loaded.trainer['step']} with {world.size} process(es)")
-    if world.main:
-        out.mkdir(parents=True, exist_ok=True)
-        config_mod.save(cfg, out / "config.yaml")
-
     device = parallel.device_for(cfg, world)
+    parallel.check_fits(cfg, world, device)
+    if world.main:
+        config_mod.save(cfg, out / "config.yaml")
     parallel.configure_backend(device)
     torch.manual_seed(cfg.train.seed)
     if not world.main:
@@ -216,10 +238,13 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
     resume_step = counters["step"] if loaded is not None else None
     metrics = MetricsLog(out / "metrics.jsonl", resume_step) if world.main else None
+    # a growth event's step is the number of steps done before it, and the checkpoint of a boundary step is written
+    # before the growth: resuming from step R replays the events at steps >= R
+    events = MetricsLog(out / "events.jsonl", None if resume_step is None else resume_step - 1) \
+        if world.main else None
     if cfg.eval.primitives_every and world.main:
         (out / "eval").mkdir(exist_ok=True)
         primitives_log = MetricsLog(out / "eval" / "primitives_during_training.jsonl", resume_step)
-    events = out / "events.jsonl"
 
     def save_checkpoint(step: int, protect: bool = False) -> None:
         # FSDP: every rank writes its shards. DDP keeps every rank's model and optimizer identical: rank 0's copy
@@ -230,8 +255,7 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                             keep=cfg.checkpoint.keep, protect=protect, sharded=sharded)
         parallel.barrier(world)
 
-    if loaded is None and world.main:
-        events.unlink(missing_ok=True)
+    if loaded is None:
         log(f"model: {count_parameters(model):,} parameters at depth {model.depth} (target {cfg.model.n_layers}), "
             f"d_model {cfg.model.d_model}; {t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; "
             f"growth {cfg.growth.method} in {len(stages)} stage(s); {world.size} process(es); run dir {out}")
@@ -248,9 +272,8 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
                 run_model, optimizer = parallel.wrap_for_training(model, optimizer, cfg, world)
                 seconds = time.perf_counter() - t0
                 if world.main:
-                    with events.open("a") as f:
-                        f.write(json.dumps({"event": "growth", "step": step, "stage": stage.index,
-                                            "depth": model.depth, "seconds": seconds}) + "\n")
+                    events.write({"event": "growth", "step": step, "stage": stage.index, "depth": model.depth,
+                                  "seconds": seconds})
                 bar.console.print(f"step {step:>6}  grew to depth {model.depth} (stage {stage.index}/{len(stages)})")
             set_lr(optimizer, lr_at(step, cfg, stage.start_step))
             loss_value, grad_norm = train_step(model, run_model, optimizer, loader.next(), cfg, device, autocast)
@@ -266,7 +289,11 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
             window["steps"] += 1
             window["wall_s"] += dt
             if not math.isfinite(loss_value):
-                raise RuntimeError(f"training diverged at step {done}: loss {loss_value} (try a lower train.lr)")
+                good = checkpoint.list_checkpoints(out / "checkpoints")
+                raise UserError(f"train.lr: training diverged at step {done} (loss {loss_value}, lr "
+                                f"{lr_at(step, cfg, stage.start_step):.3g}); "
+                                + (f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written")
+                                + "; try a lower train.lr")
 
             is_primitives = bool(cfg.eval.primitives_every) and done % cfg.eval.primitives_every == 0
             is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0) or is_primitives
@@ -307,10 +334,13 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
     if not world.main:
         parallel.barrier(world)
         return Result(out, **stats, sample="")
-    hf.save_pretrained(model, out / "final", max_positions=t.seq_len, tok=data.tokenizer)
-    config_mod.save(cfg, out / "final" / "stackwise.yaml")
+    def write_final(folder: Path) -> None:
+        hf.save_pretrained(model, folder, max_positions=t.seq_len, tok=data.tokenizer)
+        config_mod.save(cfg, folder / "stackwise.yaml")
+
+    checkpoint.write_folder(out / "final", write_final)
     result = Result(out, **stats, sample=_sample(model, data.tokenizer, cfg, device))
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    config_mod.write_atomic(out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
     parallel.barrier(world)
     return result
 

@@ -60,8 +60,9 @@ def models(run: Path, which: str):
     if not (run / "config.yaml").is_file():
         raise UserError(f"{run}: not a run directory (no config.yaml)")
     if which == "final":
-        if not (run / "final" / "model.safetensors").is_file():
+        if not (run / "final").is_dir():
             raise UserError(f"{run}: no final/ model yet (use --checkpoint latest)")
+        checkpoint.verify(run / "final")
         cfg = config_mod.from_dict(yaml.safe_load((run / "final" / "stackwise.yaml").read_text()))
         yield "final", cfg.train.steps, hf.load_pretrained(run / "final", cfg.model)
         return
