@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -81,7 +82,7 @@ def memory_bytes(device: torch.device) -> int:
         return torch.cuda.get_device_properties(device).total_memory
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     try:
-        limit = open("/sys/fs/cgroup/memory.max").read().strip()
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         return min(total, int(limit)) if limit.isdigit() else total
     except OSError:
         return total
