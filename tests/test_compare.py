@@ -65,19 +65,27 @@ def test_equal_compute_arm_uses_the_fastest_growth_method(tiny_cfg):
 
 def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--config", "tiny", "--methods", "none,midas", "--equal-compute", "--out", str(out),
+    argv = ["compare", "--config", "tiny", "--methods", "none,midas,broken:data.val=/no/such/val.txt",
+            "--equal-compute", "--out", str(out),
             "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]), "--model.n_layers", "2",
             "--growth.block_size", "1", "--train.steps", "12", "--eval.every", "4", "--eval.sample_tokens", "0",
             "--eval.primitives_every", "6", "--eval.primitives_n", "2", "--eval.primitives_shots", "1",
             "--eval.primitives_tasks", "var0_basic,arithmetic"]
-    assert main(argv) == 0
+    assert main(argv) == 2  # the broken arm failed: reported, and the command says so
+    assert "1 run(s) failed (broken_data.val--no-such-val.txt seed 0)" in capsys.readouterr().err
     for name in ("compare.json", "summary.json", "report.md", "calibration.json", "loss_vs_flops.png",
                  "loss_vs_wall.png", "loss_vs_calibrated_wall.png", "loss_vs_step.png", "depth.png", "isoplot.png",
                  "isoplot.json"):
         assert (out / name).is_file(), name
     summary = json.loads((out / "summary.json").read_text())
+    broken = summary.pop()
+    assert broken["status"] == "failed" and broken["failed"][0]["seed"] == 0
+    assert "data.val: file not found: /no/such/val.txt" in broken["failed"][0]["error"]
+    assert "**Failed runs (1)**" in (out / "report.md").read_text()
+    assert "| broken_data.val--no-such-val.txt | failed |" in (out / "report.md").read_text()
     assert [r["method"] for r in summary] == ["none", "midas", "equal-compute"]
     for row in summary:
+        assert row["status"] == "ok" and row["failed"] == []
         assert set(row) >= {"method", "seeds", "final_val_loss", "flops", "wall_s", "iso_loss_speedup",
                             "compute_equivalent_speedup"}
         assert set(row["final_val_loss"]) >= {"mean", "std"}
@@ -95,7 +103,7 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert all(p["chance"] == pytest.approx(0.1) for p in iso["midas"])
     mtime = (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime
     capsys.readouterr()
-    assert main(argv) == 0  # a rerun reuses every finished run
+    assert main(argv) == 2  # a rerun reuses every finished run (and retries the failed one)
     assert "reusing" in capsys.readouterr().out
     assert (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime == mtime
     assert main(["report", str(out)]) == 0

@@ -73,16 +73,21 @@ def _files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def seal(tmp: Path, final: Path) -> Path:
-    """Finish a folder written under a temporary name: fsync every file, write manifest.json (size and SHA-256 of
-    each file) last, and rename it into place, replacing an older folder of the same name. A folder with the final
-    name is therefore complete, and `verify` detects any later damage."""
+def write_manifest(folder: Path) -> None:
+    """fsync every file of a folder, then write manifest.json: the size and SHA-256 of each."""
     manifest = {"files": {}}
-    for p in _files(tmp):
+    for p in _files(folder):
         _fsync(p)
-        manifest["files"][p.relative_to(tmp).as_posix()] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    _fsync(tmp / MANIFEST)
+        manifest["files"][p.relative_to(folder).as_posix()] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    _fsync(folder / MANIFEST)
+
+
+def seal(tmp: Path, final: Path) -> Path:
+    """Finish a folder written under a temporary name: write its manifest last (write_manifest) and rename it into
+    place, replacing an older folder of the same name. A folder with the final name is therefore complete, and
+    `verify` detects any later damage."""
+    write_manifest(tmp)
     if final.exists():
         old = final.with_name(f".old-{final.name}")
         shutil.rmtree(old, ignore_errors=True)
@@ -132,16 +137,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def write_failed(e: BaseException) -> str | None:
-    """Why writing a file failed, for errors that are the disk's and not ours (None otherwise)."""
+def write_failed(e: BaseException, folder: Path) -> str | None:
+    """Why writing into `folder` failed, for errors that are the disk's and not ours (None otherwise)."""
     if isinstance(e, OSError):
         return "disk full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
     text = str(e)
-    if isinstance(e, RuntimeError) and ("write failed" in text or "failed writing" in text):
-        return "write failed (disk full?)"  # torch.save's C++ writer
-    if type(e).__name__ == "SafetensorError" and ("No space" in text or "os error" in text):
-        return f"write failed ({text})"
-    return None
+    # torch.save's C++ zip writer and safetensors' Rust writer report I/O failures in their own words
+    if not (isinstance(e, RuntimeError) and "inline_container" in text) and \
+            not (type(e).__name__ == "SafetensorError" and "os error" in text.lower()):
+        return None
+    with contextlib.suppress(OSError):
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return "disk full"
+    return f"write failed: {text.splitlines()[0]}"
 
 
 @contextlib.contextmanager
@@ -150,7 +158,7 @@ def _writing(tmp: Path, final: Path, what: str) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        reason = write_failed(e)
+        reason = write_failed(e, final.parent)
         if reason is None:
             raise
         shutil.rmtree(tmp, ignore_errors=True)

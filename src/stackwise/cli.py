@@ -172,6 +172,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> None:
 
 def _print_summary(rows: list[dict], console: Console) -> None:
     for row in rows:
+        for f in row["failed"]:
+            console.print(f"{row['method']:>28}: seed {f['seed']} FAILED: {f['error']}")
+        if "final_val_loss" not in row:
+            continue
         iso = row["iso_loss_speedup"]["flops"]["mean"]
         wall = row["iso_loss_speedup"]["calibrated_wall"]["mean"]
         console.print(f"{row['method']:>28}: final val {row['final_val_loss']['mean']:.4f}  "
@@ -189,6 +193,9 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
                        command="stackwise " + " ".join(args.argv), log=console.print)
     _print_summary(rows, console)
     console.print(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
+    failures = [f"{row['method']} seed {f['seed']}" for row in rows for f in row["failed"]]
+    if failures:
+        raise UserError(f"compare: {len(failures)} run(s) failed ({', '.join(failures)}); see {out / 'report.md'}")
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> None:

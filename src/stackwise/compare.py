@@ -67,7 +67,8 @@ def parse_methods(text: str) -> list[Arm]:
             overrides[key] = value
         overrides.setdefault("growth.method", BASELINE)
         label = ":".join([name, *(p for p in pairs if not p.startswith("seeds="))])
-        arms.append(Arm(label.replace(":", "_").replace("=", "-"), overrides, max_seeds))
+        label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label.replace(":", "_").replace("=", "-"))  # one path component
+        arms.append(Arm(label, overrides, max_seeds))
     if len({a.label for a in arms}) != len(arms):
         raise UserError("--methods: the same method spec appears twice")
     if not any(a.label == BASELINE for a in arms):
@@ -96,8 +97,20 @@ def run_dir(out: Path, arm: Arm, seed: int) -> Path:
     return out / "runs" / arm.label / f"seed{seed}"
 
 
+FAILED = "failed.json"  # in a run directory whose training process failed: its exit code and last error line
+
+
+def failure(run: Path) -> str | None:
+    """The error line of a run whose last attempt failed (None if it did not, or has not run)."""
+    path = run / FAILED
+    if (run / "result.json").is_file() or not path.is_file():
+        return None
+    return json.loads(path.read_text())["error"]
+
+
 def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: dict[str, str], log=print) -> Path:
-    """Train one arm × seed in its own process unless it already finished; resume it if it was interrupted."""
+    """Train one arm × seed in its own process unless it already finished; resume it if it was interrupted. A failed
+    attempt leaves failed.json in the run directory (read by the report); a later success removes it."""
     run = run_dir(out, arm, seed)
     if (run / "result.json").is_file():
         log(f"reusing {run}")
@@ -111,8 +124,13 @@ def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: 
     log(f"training {arm.label} seed {seed}: {' '.join(cmd[2:])}")
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
-        tail = proc.stderr.strip().splitlines()[-1:] or ["(no message)"]
-        log(f"run failed: {run} ({tail[0]})")
+        tail = proc.stderr.strip().splitlines()[-1:] or [f"(no message; exit code {proc.returncode})"]
+        error = tail[0].removeprefix("stackwise: error: ")
+        log(f"run failed: {run} ({error})")
+        run.mkdir(parents=True, exist_ok=True)
+        config_mod.write_atomic(run / FAILED, json.dumps({"returncode": proc.returncode, "error": error}) + "\n")
+    else:
+        (run / FAILED).unlink(missing_ok=True)
     return run
 
 

@@ -142,14 +142,24 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
     spec = _load_spec(out)
     step_s = _calibration(out, spec, log)
     curves: dict[str, dict[int, compare.Curve]] = {}
+    failed: dict[str, list[dict[str, Any]]] = {}
     for arm in spec["arms"]:
         for seed in spec["seeds"]:
-            curve = compare.load_curve(out / "runs" / arm["label"] / f"seed{seed}", step_s)
+            run = out / "runs" / arm["label"] / f"seed{seed}"
+            curve = compare.load_curve(run, step_s)
             if curve is not None:
                 curves.setdefault(arm["label"], {})[seed] = curve
+            elif (error := compare.failure(run)) is not None:
+                failed.setdefault(arm["label"], []).append({"seed": seed, "error": error})
     if compare.BASELINE not in curves:
-        raise UserError(f"{out}: no finished baseline run, nothing to compare against")
+        why = f" (it failed: {failed[compare.BASELINE][0]['error']})" if compare.BASELINE in failed else ""
+        raise UserError(f"{out}: no finished baseline run, nothing to compare against{why}")
     summary = compare.summarize(curves)
+    for row in summary:
+        row["status"] = "failed" if row["method"] in failed else "ok"
+        row["failed"] = failed.get(row["method"], [])
+    summary += [{"method": label, "status": "failed", "seeds": [], "failed": runs}
+                for label, runs in failed.items() if label not in curves]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
     _plot(curves, "flops", "training FLOPs (log scale)", out / "loss_vs_flops.png", logx=True)
@@ -172,6 +182,9 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for row in summary:
+        if "final_val_loss" not in row:
+            lines.append(f"| {row['method']} | failed | | | | | | |")
+            continue
         iso, ce = row["iso_loss_speedup"], row["compute_equivalent_speedup"]
         gap = "" if row["gap_to_baseline_loss"]["mean"] in (None, 0) else \
             f" (gap {row['gap_to_baseline_loss']['mean']:+.3f})"
@@ -180,6 +193,10 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
             f"{_fmt(row['wall_s'], 1)} | {_fmt(row['calibrated_wall_s'], 1)} | {row['reached_baseline_loss']}{gap} | "
             f"{_fmt(iso['flops'])} / {_fmt(iso['wall'])} / {_fmt(iso['calibrated_wall'])} | "
             f"{_fmt(ce['flops'])} / {_fmt(ce['wall'])} / {_fmt(ce['calibrated_wall'])} |")
+    failures = [(row["method"], f) for row in summary for f in row["failed"]]
+    if failures:
+        lines += ["", f"**Failed runs ({len(failures)})**, left out of the statistics above:", ""]
+        lines += [f"- `{label}` seed {f['seed']}: {f['error']}" for label, f in failures]
     lines += ["", "Arms:", ""]
     for arm in spec["arms"]:
         lines.append(f"- `{arm['label']}`: " + ", ".join(f"`{k}={v}`" for k, v in arm["overrides"].items()))

@@ -46,14 +46,16 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
         tok = tokenizer.load(path)
     else:
         key = _key(TOKENIZER_VERSION, sources.fingerprint(cfg.data.train, "train", cfg.data.text_field),
-                   cfg.model.vocab_size)
+                   cfg.model.vocab_size, cfg.data.tokenizer_sample_mb)
         path = _cache_dir(cfg) / f"tokenizer-{key}" / "tokenizer.json"
         if path.is_file():
             tok = tokenizer.load(path)
         else:
-            log(f"training a byte-level BPE tokenizer (vocab {cfg.model.vocab_size}) on {cfg.data.train} ...")
+            mb = cfg.data.tokenizer_sample_mb
+            log(f"training a byte-level BPE tokenizer (vocab {cfg.model.vocab_size}) on "
+                f"{'all of' if mb is None else f'the first {mb:g} MB of'} {cfg.data.train} ...")
             tok = tokenizer.train_bpe(sources.documents(cfg.data.train, "train", cfg.data.text_field),
-                                      cfg.model.vocab_size)
+                                      cfg.model.vocab_size, mb)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name("tokenizer.json.tmp")
             tok.save(str(tmp))
@@ -64,22 +66,31 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
     return tok, path
 
 
-def encode_documents(tok: Tokenizer, docs, chunk: int = 256) -> np.ndarray:
-    """Token ids of every document, each followed by the end-of-text token."""
-    eos = tokenizer.eos_id(tok)
-    pieces, batch = [], []
+def encode_documents(tok: Tokenizer, docs, chunk: int = 256, chunk_chars: int = 1 << 20) -> np.ndarray:
+    """Token ids of every document, each followed by the end-of-text token. Documents are encoded in bounded pieces
+    (tokenizer.pieces), which leaves the tokens of normal text unchanged."""
+    eos = np.asarray([tokenizer.eos_id(tok)], dtype=np.int64)
+    out, batch = [], []
 
     def flush():
-        for enc in tok.encode_batch(batch, add_special_tokens=False):
-            pieces.append(np.asarray(enc.ids + [eos], dtype=np.int64))
+        for enc, last in zip(tok.encode_batch([p for p, _ in batch], add_special_tokens=False),
+                             (last for _, last in batch), strict=True):
+            out.append(np.asarray(enc.ids, dtype=np.int64))
+            if last:
+                out.append(eos)
         batch.clear()
 
+    chars = 0
     for doc in docs:
-        batch.append(doc)
-        if len(batch) == chunk:
-            flush()
+        parts = list(tokenizer.pieces(doc))
+        for i, p in enumerate(parts):
+            batch.append((p, i == len(parts) - 1))
+            chars += len(p)
+            if len(batch) >= chunk or chars >= chunk_chars:  # an encoding batch holds ~100 bytes per token
+                flush()
+                chars = 0
     flush()
-    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
 def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=print) -> np.ndarray:

@@ -6,7 +6,8 @@ the same characters a person reads, leading spaces and newlines included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -14,9 +15,49 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from stackwise.errors import UserError
 
 EOS = "<|endoftext|>"
+PIECE_CHARS = 16_384
+# A cut between a non-space character and a single space or newline followed by a non-space character ("word| word",
+# "line|\nline"): no pre-token of the byte-level (GPT-2) pattern spans it or looks across it, so the text's tokens are
+# exactly the tokens of its pieces.
+_SAFE_CUT = re.compile(r"\S(?=[ \n]\S)")
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def pieces(text: str, max_chars: int = PIECE_CHARS) -> Iterator[str]:
+    """Split text into pieces of at most max_chars characters, each ending at the last safe cut before the limit.
+
+    Normal text has a safe cut every few characters, so its tokens do not change at all (tested). A stretch of
+    max_chars characters without one (a huge run with no single spaces or newlines: minified data, base64, a
+    pathological file) is cut hard at the limit, which may change the tokens next to that cut; this bounds the
+    memory and time of BPE training and encoding whatever the input."""
+    start = 0
+    while len(text) - start > max_chars:
+        end = start + max_chars
+        cut, lo, step = None, end, 256
+        while cut is None and lo > start:  # look back from the limit, in growing windows
+            lo, step = max(start, lo - step), 2 * step
+            for m in _SAFE_CUT.finditer(text, lo, end + 2):  # (a match at i needs text[i + 1], text[i + 2])
+                cut = m.start() + 1
+        cut = cut or end
+        yield text[start:cut]
+        start = cut
+    yield text[start:]
+
+
+def sample(texts: Iterable[str], max_bytes: float | None) -> Iterator[str]:
+    """The pieces of `texts` in order, up to max_bytes of UTF-8 (whole pieces; None: everything)."""
+    left = max_bytes
+    for text in texts:
+        for piece in pieces(text):
+            if left is not None:
+                if left <= 0:
+                    return
+                left -= len(piece.encode())
+            yield piece
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, sample_mb: float | None = None) -> Tokenizer:
+    """A byte-level BPE trained on the texts, cut into bounded pieces (see `pieces`), or on their first sample_mb MB:
+    time and memory then stay bounded however large, or however pathological, the corpus."""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -26,7 +67,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts, trainer=trainer)
+    tok.train_from_iterator(sample(texts, None if sample_mb is None else sample_mb * 2**20), trainer=trainer)
     return tok
 
 
