@@ -88,14 +88,12 @@ def seal(tmp: Path, final: Path) -> Path:
     place, replacing an older folder of the same name. A folder with the final name is therefore complete, and
     `verify` detects any later damage."""
     write_manifest(tmp)
+    old = final.with_name(f".old-{final.name}")
+    shutil.rmtree(old, ignore_errors=True)  # (left by a kill between the two renames below)
     if final.exists():
-        old = final.with_name(f".old-{final.name}")
-        shutil.rmtree(old, ignore_errors=True)
         os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, final)
+    os.rename(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
     _fsync(final.parent)
     return final
 
@@ -373,11 +371,11 @@ def latest(run_dir: Path, warn=print) -> Loaded:
     """The newest checkpoint of a run that verifies and reads; a damaged newer one is skipped with a warning."""
     ckpts = list_checkpoints(run_dir / "checkpoints")
     if not ckpts:
-        raise UserError(f"--resume: no checkpoint in {run_dir / 'checkpoints'}")
+        raise UserError(f"no checkpoint in {run_dir / 'checkpoints'}")
     for i, path in enumerate(reversed(ckpts)):
         try:
             return read(path)
         except UserError as e:
             older = ckpts[-i - 2].name if i + 1 < len(ckpts) else None
             warn(f"skipping damaged checkpoint: {e}" + (f"; trying {older}" if older else ""))
-    raise UserError(f"--resume: no readable checkpoint in {run_dir / 'checkpoints'}")
+    raise UserError(f"no readable checkpoint in {run_dir / 'checkpoints'}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 import statistics
+import sys
 from pathlib import Path
 
 import yaml
@@ -55,8 +56,13 @@ def _val_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["val_loss"] for r in rows if "val_loss" in r}
 
 
-def models(run: Path, which: str):
-    """Yield (name, step, model) for `final`, the `latest` checkpoint, or `all` checkpoints (oldest first)."""
+def _warn(message: str) -> None:
+    print(f"stackwise: warning: {message}", file=sys.stderr)
+
+
+def models(run: Path, which: str, warn=_warn):
+    """Yield (name, step, model) for `final`, the newest valid checkpoint (`latest`; damaged newer ones are skipped
+    with a warning), or every valid checkpoint (`all`, oldest first; damaged ones skipped with a warning)."""
     if not (run / "config.yaml").is_file():
         raise UserError(f"{run}: not a run directory (no config.yaml)")
     if which == "final":
@@ -66,14 +72,21 @@ def models(run: Path, which: str):
         cfg = config_mod.from_dict(yaml.safe_load((run / "final" / "stackwise.yaml").read_text()))
         yield "final", cfg.train.steps, hf.load_pretrained(run / "final", cfg.model)
         return
-    ckpts = checkpoint.list_checkpoints(run / "checkpoints")
-    if not ckpts:
-        raise UserError(f"{run}: no checkpoints")
-    for path in ckpts if which == "all" else ckpts[-1:]:
-        loaded = checkpoint.read(path)
+    if which == "latest":
+        found = [checkpoint.latest(run, warn=warn)]
+    else:
+        found = []
+        for path in checkpoint.list_checkpoints(run / "checkpoints"):
+            try:
+                found.append(checkpoint.read(path))
+            except UserError as e:
+                warn(f"skipping damaged checkpoint: {e}")
+        if not found:
+            raise UserError(f"{run}: no readable checkpoint")
+    for loaded in found:
         model = Transformer(loaded.cfg.model, n_layers=loaded.trainer["depth"])
-        checkpoint.load_weights(model, path)
-        yield path.name, loaded.trainer["step"], model
+        checkpoint.load_weights(model, loaded.path)
+        yield loaded.path.name, loaded.trainer["step"], model
 
 
 def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed: int = 0,
