@@ -242,15 +242,40 @@ def read(path: Path) -> Loaded:
     missing = [n for n in (SHARDED_FILES if sharded else FILES) if not (path / n).is_file()]
     if missing:
         raise UserError(f"{path}: incomplete checkpoint (missing {', '.join(missing)})")
+    cfg = _read_file(path, "config.yaml", lambda p: config_mod.from_dict(yaml.safe_load(p.read_text())))
+    trainer = _read_file(path, "trainer.pt", lambda p: torch.load(p, weights_only=True))
+    optimizer = None if sharded else _read_file(path, "optimizer.pt", lambda p: torch.load(p, weights_only=True))
+    if sharded:
+        index = _read_file(path, f"{SHARDED}/index.json", _read_index)
+        tensor_files = [f"{SHARDED}/rank{r:05d}.safetensors" for r in range(index["world_size"])]
+    else:
+        tensor_files = ["model.safetensors"]
+    for name in tensor_files:  # their headers parse (the data is read when the weights are loaded)
+        _read_file(path, name, _safetensors_keys)
+    return Loaded(path, cfg, trainer, optimizer)
+
+
+def _read_file(path: Path, name: str, reader: Callable[[Path], Any]) -> Any:
     try:
-        cfg = config_mod.from_dict(yaml.safe_load((path / "config.yaml").read_text()))
-        trainer = torch.load(path / "trainer.pt", weights_only=True)
-        optimizer = None if sharded else torch.load(path / "optimizer.pt", weights_only=True)
+        return reader(path / name)
     except UserError:
         raise
     except Exception as e:
-        raise UserError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
-    return Loaded(path, cfg, trainer, optimizer)
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise UserError(f"{path}: {name} is unreadable ({reason[:200]})") from None
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    with safe_open(str(path), framework="pt") as f:
+        return list(f.keys())  # noqa: SIM118 (safe_open is not a mapping)
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    index = json.loads(path.read_text())
+    if not isinstance(index, dict) or index.get("format") != SHARDED_FORMAT or \
+            not isinstance(index.get("world_size"), int) or index["world_size"] < 1:
+        raise ValueError(f"not a {SHARDED_FORMAT} index")
+    return index
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -318,9 +343,7 @@ def _save_shards(folder: Path, model: torch.nn.Module, optimizer) -> None:
 
 def _read_shards(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Every tensor of a shards/ folder, whole, and its index."""
-    index = json.loads((folder / "index.json").read_text())
-    if index.get("format") != SHARDED_FORMAT:
-        raise ValueError(f"unknown shard format {index.get('format')!r}")
+    index = _read_index(folder / "index.json")
     full: dict[str, torch.Tensor] = {}
     covered: dict[str, dict[tuple[int, ...], int]] = {}
     for rank in range(int(index["world_size"])):

@@ -34,9 +34,15 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
                             help=help_text)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other stackwise error (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"stackwise: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="stackwise",
-                                     description="Pretrain language models while growing them in depth.")
+    parser = _Parser(prog="stackwise", description="Pretrain language models while growing them in depth.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     p = sub.add_parser("train", help="train a model (default recipe: recipes/default.yaml)",
                        description="Train a model. Config: defaults < recipe (--config) < dotted flags.")
