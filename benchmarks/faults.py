@@ -282,11 +282,7 @@ CHECKPOINT_DAMAGES = {
 def _rolled_back(reference: Path, run: Path, step: int) -> Path:
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(reference, run)
-    for p in checkpoint.list_checkpoints(run / "checkpoints"):
-        if int(p.name[5:]) > step:
-            shutil.rmtree(p)
-    shutil.rmtree(run / "final")
-    (run / "result.json").unlink()
+    checkpoint.rewind(run, step)
     return run
 
 
@@ -366,7 +362,8 @@ def invalid_values():
         if inner in (int, float) or typing_list(inner):
             options.append(st.sampled_from(["nan", ".nan", "inf", ".inf", "-.inf", "abc", "[1, 2]", "{a: 1}"]))
             if inner is int:
-                options.append(st.floats(0.1, 1e6, allow_subnormal=False).filter(lambda v: not v.is_integer()).map(repr))
+                fractional = st.floats(0.1, 1e6, allow_subnormal=False).filter(lambda v: not v.is_integer())
+                options.append(fractional.map(repr))
         if rng is not None:
             below = None if rng.lo is None else rng.lo - (0 if rng.lo_open else (1 if inner is int else 1e-3))
             above = None if rng.hi is None else rng.hi + (0 if rng.hi_open else (1 if inner is int else 1e-3))

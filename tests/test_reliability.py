@@ -57,11 +57,7 @@ def _rolled_back(reference: Path, tmp_path: Path, step: int) -> Path:
     """A copy of the reference run as if killed after writing its checkpoint of `step`."""
     run = tmp_path / "run"
     shutil.copytree(reference, run)
-    for p in checkpoint.list_checkpoints(run / "checkpoints"):
-        if int(p.name[5:]) > step:
-            shutil.rmtree(p)
-    shutil.rmtree(run / "final")
-    (run / "result.json").unlink()
+    checkpoint.rewind(run, step)
     return run
 
 

@@ -390,6 +390,17 @@ def _load_shards(model: torch.nn.Module, optimizer, folder: Path) -> None:
     set_optimizer_state_dict(model, optimizer.optimizers, {"state": state, "param_groups": groups})
 
 
+def rewind(run_dir: Path, step: int) -> None:
+    """Put a run back as it was right after writing its checkpoint of `step`: later checkpoints, final/ and
+    result.json are removed, so `--resume` continues from that checkpoint."""
+    assert (run_dir / "checkpoints" / f"{PREFIX}{step:07d}").is_dir(), f"no checkpoint of step {step}"
+    for p in list_checkpoints(run_dir / "checkpoints"):
+        if int(p.name[len(PREFIX):]) > step:
+            shutil.rmtree(p)
+    shutil.rmtree(run_dir / "final", ignore_errors=True)
+    (run_dir / "result.json").unlink(missing_ok=True)
+
+
 def latest(run_dir: Path, warn=print) -> Loaded:
     """The newest checkpoint of a run that verifies and reads; a damaged newer one is skipped with a warning."""
     ckpts = list_checkpoints(run_dir / "checkpoints")

@@ -134,12 +134,12 @@ def evaluate(model: torch.nn.Module, batches, device: torch.device, autocast) ->
     return total / len(batches)
 
 
-def _parses(line: str) -> bool:
+def _step_of(line: str) -> int | None:
+    """The step of a log line; None for a line torn by a kill."""
     try:
-        json.loads(line)
-    except json.JSONDecodeError:
-        return False
-    return True
+        return json.loads(line)["step"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
 
 
 class MetricsLog:
@@ -151,7 +151,7 @@ class MetricsLog:
         self.path = path
         if keep_through is not None and path.exists():
             kept = [ln for ln in path.read_text().splitlines()
-                    if ln and _parses(ln) and json.loads(ln)["step"] <= keep_through]
+                    if (step := _step_of(ln)) is not None and step <= keep_through]
             config_mod.write_atomic(path, "".join(ln + "\n" for ln in kept))
         elif path.exists():
             path.unlink()
