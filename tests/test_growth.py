@@ -11,9 +11,10 @@ from rich.console import Console
 from stackwise import checkpoint, growth
 from stackwise.config import load
 from stackwise.errors import UserError
+from stackwise.grow import grow
 from stackwise.model import Transformer
 from stackwise.optim import build_optimizer
-from stackwise.train import grow, train
+from stackwise.train import train
 
 QUIET = Console(quiet=True)
 CASES = [(L, b) for L in (6, 8, 12, 24) for b in (1, 2, 3, 4, 6) if L % b == 0 and L // b >= 2]
@@ -38,7 +39,7 @@ def _expected(method: str, d: int, b: int) -> list[int]:
 @pytest.mark.parametrize("method", ["midas", "lidas", "gradstack"])
 def test_source_maps_match_the_formulas(method, L, b):
     for d in range(b, L, b):
-        src = growth.OPERATORS[method](d, b)
+        src = growth.OPERATORS[method].source_map(d, b)
         assert src == _expected(method, d, b)
         assert len(src) == d + b and sorted(set(src)) == list(range(d))
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 
 from stackwise import config as config_mod
+from stackwise import operators
 from stackwise.errors import UserError
 
 DEFAULT_RECIPE = "default"
@@ -28,8 +29,10 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     for section_name, (section, _typ) in config_mod.fields_of(defaults).items():
         name = section_name.split(".", 1)[1]
         default = getattr(section, name)
-        choices = config_mod.CHOICES.get(section_name)
+        choices = config_mod.choices(section_name)
         help_text = f"default: {default}" + (f"; one of {', '.join(choices)}" if choices else "")
+        if section_name == "growth.method":
+            help_text += "".join(f"; {op.name}: {op.summary}" for op in operators.OPERATORS.values())
         parser.add_argument(f"--{section_name}", dest=section_name, default=argparse.SUPPRESS, metavar="V",
                             help=help_text)
 

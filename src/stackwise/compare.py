@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from stackwise import config as config_mod
-from stackwise import growth
+from stackwise import growth, operators
 from stackwise.errors import UserError
 from stackwise.speedup import compute_equivalent_speedup, iso_loss_speedup
 
@@ -51,7 +51,7 @@ def parse_methods(text: str) -> list[Arm]:
             continue
         name, *pairs = spec.split(":")
         overrides, max_seeds = {}, None
-        if name in config_mod.CHOICES["growth.method"]:
+        if name in operators.methods():
             overrides["growth.method"] = name
         elif not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
             raise UserError(f"--methods: bad label '{name}' (letters, digits, _ . - only)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from stackwise import operators
 from stackwise.errors import UserError
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -126,7 +127,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.device": ("auto", "cpu", "cuda"),
     "train.parallel": ("none", "ddp", "fsdp"),
     "optim.name": ("adamw", "adafactor", "muon"),
-    "growth.method": ("none", "midas", "lidas", "gradstack", "progressive"),
     "growth.init": ("copy", "random", "identity"),
     "growth.optimizer_state": ("copy", "reset-new", "reset-all"),
 }
@@ -194,6 +194,11 @@ def check_resume(stored: Config, new: Config) -> None:
             why = ("its LR schedule and growth plan are laid out over it; start a new run to train longer"
                    if key == "train.steps" else "it defines the model, the data order or the plan")
             raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
+
+
+def choices(key: str) -> tuple[str, ...] | None:
+    """The allowed values of a field that has a fixed set (growth.method's come from the operator registry)."""
+    return operators.methods() if key == "growth.method" else CHOICES.get(key)
 
 
 def fields_of(cfg: Config) -> dict[str, tuple[Any, Any]]:
@@ -384,6 +389,12 @@ def validate(cfg: Config) -> None:
 
         bad = [x for x in cfg.eval.primitives_tasks.split(",") if x.strip() not in TASKS]
         need(not bad, f"eval.primitives_tasks: unknown task(s) {', '.join(bad)}")
-    from stackwise import growth  # growth imports this module
-
-    growth.validate(cfg)
+    g = cfg.growth
+    depths = operators.stage_depths(g.method, m.n_layers, g.block_size, g.start_layers)  # names a bad field
+    if g.stage_fractions is not None:
+        need(len(g.stage_fractions) == len(depths),
+             f"growth.stage_fractions: {len(g.stage_fractions)} values for {len(depths)} stages")
+        need(abs(sum(g.stage_fractions) - 1) <= 1e-6, "growth.stage_fractions: must be positive and sum to 1")
+    bounds = operators.stage_bounds(t.steps, len(depths), g.alpha, g.stage_fractions)
+    need(all(b > a for a, b in zip(bounds, bounds[1:])),
+         f"train.steps: {t.steps} steps leave an empty stage among {len(depths)} stages; use more steps")

@@ -13,8 +13,18 @@ between stages; the trainer sums this per step with the depth that step really h
 
 from __future__ import annotations
 
-from stackwise.config import ModelConfig
-from stackwise.model import ffn_dim
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # (no import at run time: the config validates with this module, without torch)
+    from stackwise.config import ModelConfig
+
+
+def ffn_dim(cfg: ModelConfig) -> int:
+    """Llama's SwiGLU width: 8/3·d_model rounded up to a multiple of 64, unless set."""
+    if cfg.d_ff is not None:
+        return cfg.d_ff
+    return 64 * math.ceil(8 * cfg.d_model / 3 / 64)
 
 
 def layer_matmul_params(cfg: ModelConfig) -> int:

@@ -19,13 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from stackwise.config import ModelConfig
-
-
-def ffn_dim(cfg: ModelConfig) -> int:
-    """Llama's SwiGLU width: 8/3·d_model rounded up to a multiple of 64, unless set."""
-    if cfg.d_ff is not None:
-        return cfg.d_ff
-    return 64 * math.ceil(8 * cfg.d_model / 3 / 64)
+from stackwise.flops import ffn_dim  # noqa: F401 (part of the model's interface)
 
 
 class RMSNorm(nn.Module):

@@ -32,8 +32,9 @@ from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
 from stackwise.errors import UserError
 from stackwise.flops import flops_per_step
+from stackwise.grow import grow
 from stackwise.model import Transformer, count_parameters
-from stackwise.optim import OptimizerSet, build_optimizer, lr_at, set_lr, transfer_state
+from stackwise.optim import build_optimizer, lr_at, set_lr
 
 
 @dataclass
@@ -88,33 +89,6 @@ def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, devic
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum.item(), grad_norm
-
-
-def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: config_mod.Config) -> OptimizerSet:
-    """One growth event on a plain model: replace the layer list per the stage's source map, rebuild the optimizer
-    with state transferred (growth.optimizer_state). The caller unwraps before (parallel.unwrap_for_growth) and
-    wraps again after. Returns the new optimizer."""
-    src = list(stage.source_layers)
-    assert len(src) == stage.depth and max(src) < model.depth
-    parallel.unwrap(model)
-    old_params = dict(model.named_parameters())
-    device = next(model.parameters()).device
-    model.layers = torch.nn.ModuleList(
-        growth.grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers))
-    model.to(device)
-    fresh_layers = set(growth.new_positions(src))
-    source_of, fresh = {}, set()
-    for name, _ in model.named_parameters():
-        if name.startswith("layers."):
-            _, i, rest = name.split(".", 2)
-            source_of[name] = f"layers.{src[int(i)]}.{rest}"
-            if int(i) in fresh_layers:
-                fresh.add(name)
-        else:
-            source_of[name] = name
-    new_optimizer = build_optimizer(model, cfg)
-    transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh, cfg.growth.optimizer_state)
-    return new_optimizer
 
 
 def default_out(cfg: config_mod.Config) -> Path:

@@ -1,0 +1,67 @@
+"""A growth event applied to a model: its layer list rebuilt from a source map (copy, random or identity init) and its
+optimizer rebuilt with the state carried over (growth.optimizer_state). The plan of when and how to grow is
+growth.py's; parallel.py unwraps before and wraps after.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from stackwise import growth, parallel
+from stackwise.config import Config
+from stackwise.model import OUTPUT_PROJECTIONS, Transformer, init_block
+from stackwise.optim import OptimizerSet, build_optimizer, transfer_state
+
+
+def grow_layers(layers: list[nn.Module], source_map: list[int], init: str, std: float,
+                n_layers: int) -> list[nn.Module]:
+    """The grown list: first occurrences keep the old layer objects, copies are deep copies, then `init` applies.
+
+    init: copy (as published) | random (fresh init, same positions) | identity (copy with zeroed output
+    projections: the grown model computes the same function). Every layer's `layer_idx` is renumbered.
+    """
+    assert all(0 <= s < len(layers) for s in source_map)
+    copies = set(growth.new_positions(source_map))
+    out = [copy.deepcopy(layers[s]) if i in copies else layers[s] for i, s in enumerate(source_map)]
+    for i in copies:
+        if init == "random":
+            init_block(out[i], std, n_layers)
+        elif init == "identity":
+            for name, p in out[i].named_parameters():
+                if any(name.startswith(o) for o in OUTPUT_PROJECTIONS):
+                    nn.init.zeros_(p)
+        else:
+            assert init == "copy", init
+    for i, layer in enumerate(out):
+        layer.layer_idx = i
+    return out
+
+
+def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: Config) -> OptimizerSet:
+    """One growth event on a plain model: replace the layer list per the stage's source map, rebuild the optimizer
+    with state transferred (growth.optimizer_state). The caller unwraps before (parallel.unwrap_for_growth) and
+    wraps again after. Returns the new optimizer."""
+    src = list(stage.source_layers)
+    assert len(src) == stage.depth and max(src) < model.depth
+    parallel.unwrap(model)
+    old_params = dict(model.named_parameters())
+    device = next(model.parameters()).device
+    model.layers = torch.nn.ModuleList(
+        grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers))
+    model.to(device)
+    fresh_layers = set(growth.new_positions(src))
+    source_of, fresh = {}, set()
+    for name, _ in model.named_parameters():
+        if name.startswith("layers."):
+            _, i, rest = name.split(".", 2)
+            source_of[name] = f"layers.{src[int(i)]}.{rest}"
+            if int(i) in fresh_layers:
+                fresh.add(name)
+        else:
+            source_of[name] = name
+    new_optimizer = build_optimizer(model, cfg)
+    transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh, cfg.growth.optimizer_state)
+    return new_optimizer

@@ -1,0 +1,148 @@
+"""Growth methods, one definition each: a source map and a depth schedule, in a registry everything else reads.
+
+An operator maps the current depth d and block size b to a *source map*: for each layer of the grown model, the
+index of the old layer it starts from (DESIGN.md §1). Its depth schedule lists the depth of every stage. Adding a
+method is one decorated function:
+
+    @operator("mine")                      # stage depths b, 2b, ..., n_layers (the default schedule)
+    def mine(depth: int, b: int) -> list[int]:
+        "One line for --help, `stackwise plan` and the docs."
+        return [*range(depth), *range(depth - b, depth)]
+
+and it is then a value of `growth.method` (validation, `--help`, `stackwise plan`, compare and the docs' method table
+all read this registry). A file of such definitions outside the package is loaded with `--plugin FILE.py` (see
+docs/growth.md). `growth.method: none` (the fixed-depth baseline) is the one method without an operator.
+
+This module imports nothing heavier than the standard library: the config validates against it without torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stackwise.errors import UserError
+
+BASELINE = "none"
+Schedule = Callable[[int, int, "int | None"], list[int]]  # (n_layers, block_size, start_layers) -> stage depths
+
+
+def by_blocks(n_layers: int, b: int, start: int | None) -> list[int]:
+    """Stage depths b, 2b, ..., n_layers: one block added per growth event."""
+    if n_layers % b:
+        raise UserError(f"growth.block_size: {b} does not divide model.n_layers {n_layers}")
+    return [i * b for i in range(1, n_layers // b + 1)]
+
+
+def doubling(n_layers: int, b: int, start: int | None) -> list[int]:
+    """Stage depths s, 2s, 4s, ..., n_layers, from s = growth.start_layers (default: the block size)."""
+    s = start or b
+    if n_layers % s or (n_layers // s) & (n_layers // s - 1):
+        raise UserError(f"growth.start_layers: {s} doubled never reaches model.n_layers {n_layers} exactly")
+    depths = [s]
+    while depths[-1] < n_layers:
+        depths.append(depths[-1] * 2)
+    return depths
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    source_map: Callable[[int, int], list[int]]
+    schedule: Schedule
+    summary: str
+
+
+OPERATORS: dict[str, Operator] = {}
+
+
+def operator(name: str, schedule: Schedule = by_blocks):
+    """Register `fn(depth, b) -> source map` as growth method `name`, with its depth schedule."""
+    def register(fn: Callable[[int, int], list[int]]):
+        assert name != BASELINE and name not in OPERATORS, f"growth method {name!r} is already defined"
+        summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
+        OPERATORS[name] = Operator(name, fn, schedule, summary)
+        return fn
+    return register
+
+
+def methods() -> tuple[str, ...]:
+    """Every value growth.method accepts."""
+    return (BASELINE, *OPERATORS)
+
+
+def stage_depths(method: str, n_layers: int, b: int, start: int | None) -> list[int]:
+    if method == BASELINE:
+        return [n_layers]
+    if method not in OPERATORS:
+        raise UserError(f"growth.method: '{method}' is not defined here (choose from {', '.join(methods())}; a "
+                        "method from a plugin needs --plugin FILE)")
+    return OPERATORS[method].schedule(n_layers, b, start)
+
+
+def stage_bounds(total_steps: int, k: int, alpha: float, fractions: list[float] | None) -> list[int]:
+    """PROP-α: cumulative-floor boundaries B_0 = 0 < … < B_k = T, stage i's share proportional to i^α (or to the
+    explicit fractions), so rounding never accumulates and the last stage ends exactly at T."""
+    weights = list(fractions) if fractions else [i ** alpha for i in range(1, k + 1)]
+    total = sum(weights)
+    out, acc = [0], 0.0
+    for w in weights[:-1]:
+        acc += w
+        out.append(math.floor(total_steps * acc / total))
+    return [*out, total_steps]
+
+
+def load_plugin(path: str) -> None:
+    """Import a Python file that registers operators (`--plugin`). Only the command line names plugins: a config
+    file or checkpoint never makes stackwise import code."""
+    file = Path(path).expanduser()
+    if not file.is_file() or file.suffix != ".py":
+        raise UserError(f"--plugin: {path} is not a Python file")
+    name = f"stackwise_plugin_{abs(hash(str(file.resolve())))}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+@operator("midas")
+def midas(depth: int, b: int) -> list[int]:
+    """MIDAS: duplicate the middle block j = ceil(n/2) (the lower middle when n is even); the copy goes right after."""
+    n = depth // b
+    start = (math.ceil(n / 2) - 1) * b
+    return [*range(start + b), *range(start, start + b), *range(start + b, depth)]
+
+
+@operator("lidas")
+def lidas(depth: int, b: int) -> list[int]:
+    """LIDAS: copy the b layers centred on the middle layer (lo = ceil(d/2) - ceil(b/2)); the copy goes after them."""
+    lo = math.ceil(depth / 2) - math.ceil(b / 2)
+    return [*range(lo + b), *range(lo, lo + b), *range(lo + b, depth)]
+
+
+@operator("gradstack")
+def gradstack(depth: int, b: int) -> list[int]:
+    """GradStack: copy the last b layers on top."""
+    return [*range(depth), *range(depth - b, depth)]
+
+
+@operator("progressive", schedule=doubling)
+def progressive(depth: int, b: int) -> list[int]:
+    """Progressive stacking: stack the whole model on itself, f ∘ f (depth doubles; b is unused)."""
+    return [*range(depth), *range(depth)]
+
+
+def table() -> str:
+    """The methods as a markdown table (docs/growth.md holds this very text; a test checks they agree)."""
+    rows = ["| `growth.method` | stage depths | what a growth event does |", "|---|---|---|",
+            f"| `{BASELINE}` | n_layers | no growth: the fixed-depth baseline |"]
+    for op in OPERATORS.values():
+        schedule = (op.schedule.__doc__ or "").strip().splitlines()[0].removeprefix("Stage depths ").rstrip(".")
+        rows.append(f"| `{op.name}` | {schedule} | {op.summary} |")
+    return "\n".join(rows)
