@@ -280,9 +280,11 @@ CHECKPOINT_DAMAGES = {
 
 
 def _rolled_back(reference: Path, run: Path, step: int) -> Path:
+    """A copy of the reference, as if killed right after its newest checkpoint at or before `step`."""
     shutil.rmtree(run, ignore_errors=True)
     shutil.copytree(reference, run)
-    checkpoint.rewind(run, step)
+    checkpoint.rewind(run, max(int(p.name[5:]) for p in checkpoint.list_checkpoints(run / "checkpoints")
+                               if int(p.name[5:]) <= step))
     return run
 
 
@@ -555,7 +557,6 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sweep = Sweep(out)
-    t_start = time.monotonic()
     reference = out / "reference"
     if not (reference / "result.json").is_file():
         shutil.rmtree(reference, ignore_errors=True)
@@ -573,17 +574,17 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     parts = args.parts.split(",")
     rng = random.Random(args.seed)
-    if "kills" in parts:
-        results["kills"] = kills(sweep, reference, args.kills, rng, window)
-    if "damages" in parts:
-        results["damages"] = damages(sweep, reference)
-    if "configs" in parts:
-        results["configs"] = configs(sweep, args.configs)
-    if "data" in parts:
-        results["data"] = bad_data(sweep)
-    results["date"] = time.strftime("%Y-%m-%d")
-    results["seconds"] = time.monotonic() - t_start + results.get("seconds", 0) * (len(parts) < 4)
-    results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    steps = {"kills": lambda: kills(sweep, reference, args.kills, rng, window),
+             "damages": lambda: damages(sweep, reference), "configs": lambda: configs(sweep, args.configs),
+             "data": lambda: bad_data(sweep)}
+    seconds = results.get("part_seconds", {})
+    for part, run_part in steps.items():
+        if part in parts:  # each part is saved as soon as it is done: `--parts` reruns only what is missing
+            t0 = time.monotonic()
+            results[part] = run_part()
+            seconds[part] = time.monotonic() - t0
+            results.update(date=time.strftime("%Y-%m-%d"), part_seconds=seconds, seconds=sum(seconds.values()))
+            results_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     if all(p in results for p in ("kills", "damages", "configs", "data")):
         write_doc(Path(args.doc), results, "python benchmarks/faults.py")
     for part in ("kills", "damages", "configs", "data"):

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="output folder for transformers' from_pretrained")
     p.add_argument("--checkpoint", default="final", choices=["final", "latest"])
+    for command in sub.choices.values():
+        command.add_argument("--plugin", action="append", default=[], metavar="FILE.py",
+                             help="import a Python file that defines growth operators (docs/growth.md); repeatable")
     return parser
 
 
@@ -199,7 +202,8 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
         raise UserError("--seeds: must be at least 1")
     out = Path(args.out)
     rows = compare.run(args.config, args.methods, args.seeds, args.equal_compute, out, _overrides(args),
-                       command="stackwise " + " ".join(args.argv), log=console.print)
+                       command="stackwise " + " ".join(args.argv), log=console.print,
+                       plugins=[str(Path(p).resolve()) for p in args.plugin])
     _print_summary(rows, console)
     console.print(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
     failures = [f"{row['method']} seed {f['seed']}" for row in rows for f in row["failed"]]
@@ -345,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console = Console()
     try:
+        for path in args.plugin:
+            operators.load_plugin(path)
         COMMANDS[args.command](args, console)
     except UserError as e:
         print(f"stackwise: error: {e}", file=sys.stderr)

@@ -19,22 +19,16 @@ from __future__ import annotations
 
 import json
 import re
-import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from stackwise import config as config_mod
-from stackwise import growth, operators
+from stackwise import growth, operators, report
 from stackwise.errors import UserError
-from stackwise.speedup import compute_equivalent_speedup, iso_loss_speedup
-
-BASELINE = "none"
-EQUAL_COMPUTE = "equal-compute"
+from stackwise.report import BASELINE, EQUAL_COMPUTE, FAILED
 
 
 @dataclass
@@ -97,18 +91,8 @@ def run_dir(out: Path, arm: Arm, seed: int) -> Path:
     return out / "runs" / arm.label / f"seed{seed}"
 
 
-FAILED = "failed.json"  # in a run directory whose training process failed: its exit code and last error line
-
-
-def failure(run: Path) -> str | None:
-    """The error line of a run whose last attempt failed (None if it did not, or has not run)."""
-    path = run / FAILED
-    if (run / "result.json").is_file() or not path.is_file():
-        return None
-    return json.loads(path.read_text())["error"]
-
-
-def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: dict[str, str], log=print) -> Path:
+def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: dict[str, str], log=print,
+               plugins: list[str] = ()) -> Path:
     """Train one arm × seed in its own process unless it already finished; resume it if it was interrupted. A failed
     attempt leaves failed.json in the run directory (read by the report); a later success removes it."""
     run = run_dir(out, arm, seed)
@@ -116,7 +100,7 @@ def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: 
         log(f"reusing {run}")
         return run
     flags = [x for k, v in {**common, **arm.overrides, "train.seed": str(seed)}.items() for x in (f"--{k}", str(v))]
-    cmd = [sys.executable, "-m", "stackwise", "train"]
+    cmd = [sys.executable, "-m", "stackwise", "train", *(x for p in plugins for x in ("--plugin", p))]
     if (run / "checkpoints").is_dir() and any((run / "checkpoints").glob("step_*")):
         cmd += ["--resume", str(run), *flags]
     else:
@@ -134,79 +118,8 @@ def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: 
     return run
 
 
-@dataclass
-class Curve:
-    steps: list[int]
-    flops: list[float]
-    wall: list[float]
-    calibrated_wall: list[float]
-    val: list[float]
-    depth_at: list[tuple[int, int]]  # (step, depth) of every logged step
-    boundaries: list[int]  # steps at which growth happened
-
-
-def load_curve(run: Path, step_seconds: dict[int, float] | None = None) -> Curve | None:
-    """A finished run's validation curve; calibrated wall time re-costs its steps with per-depth step times."""
-    if not (run / "result.json").is_file():
-        return None
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    stages = growth.plan(cfg)
-    evals = [r for r in rows if "val_loss" in r]
-
-    def calibrated(step: int) -> float:
-        if not step_seconds:
-            return float("nan")
-        return sum(max(0, min(step, s.end_step) - s.start_step) * step_seconds[s.depth] for s in stages)
-
-    return Curve(
-        steps=[r["step"] for r in evals], flops=[r["flops"] for r in evals], wall=[r["wall_s"] for r in evals],
-        calibrated_wall=[calibrated(r["step"]) for r in evals], val=[r["val_loss"] for r in evals],
-        depth_at=[(r["step"], r["depth"]) for r in rows], boundaries=[s.start_step for s in stages[1:]],
-    )
-
-
-def _mean_std(values: list[float]) -> dict[str, float | None]:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"mean": None, "std": None, "n": 0}
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-            "n": len(values)}
-
-
-def summarize(curves: dict[str, dict[int, Curve]]) -> list[dict[str, Any]]:
-    """Per arm: final loss, costs and speedups (each seed against the baseline of the same seed), mean ± std."""
-    base = curves[BASELINE]
-    out = []
-    for label, by_seed in curves.items():
-        seeds = sorted(s for s in by_seed if s in base)
-        row: dict[str, Any] = {"method": label, "seeds": seeds}
-        row["final_val_loss"] = _mean_std([by_seed[s].val[-1] for s in seeds])
-        row["flops"] = _mean_std([by_seed[s].flops[-1] for s in seeds])
-        row["wall_s"] = _mean_std([by_seed[s].wall[-1] for s in seeds])
-        row["calibrated_wall_s"] = _mean_std([by_seed[s].calibrated_wall[-1] for s in seeds])
-        iso, ce, gaps = {}, {}, []
-        for key, attr in (("flops", "flops"), ("wall", "wall"), ("calibrated_wall", "calibrated_wall")):
-            iso_vals, ce_vals = [], []
-            for s in seeds:
-                b, c = base[s], by_seed[s]
-                sp, gap = iso_loss_speedup(getattr(b, attr), b.val, getattr(c, attr), c.val)
-                iso_vals.append(sp)
-                if key == "flops":
-                    gaps.append(gap)
-                ce_vals.append(compute_equivalent_speedup(getattr(b, attr), b.val, getattr(c, attr), c.val))
-            iso[key] = _mean_std(iso_vals)
-            ce[key] = _mean_std(ce_vals)
-        row["iso_loss_speedup"] = iso
-        row["reached_baseline_loss"] = f"{sum(g == 0 for g in gaps)}/{len(gaps)}"
-        row["gap_to_baseline_loss"] = _mean_std(gaps)
-        row["compute_equivalent_speedup"] = ce
-        out.append(row)
-    return out
-
-
 def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: Path, common: dict[str, str],
-        command: str, log=print) -> list[dict[str, Any]]:
+        command: str, log=print, plugins: list[str] = ()) -> list[dict[str, Any]]:
     """Train every arm × seed (reusing finished runs), then build the report. Returns the summary rows."""
     if config:
         config_mod.resolve_recipe(config)  # fail early on a missing recipe; keep the name as the user wrote it
@@ -223,7 +136,28 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
     for seed in range(seeds):  # seed-major: a partial comparison already has every method for the first seeds
         for arm in arms:
             if arm.max_seeds is None or seed < arm.max_seeds:
-                ensure_run(out, base, arm, seed, common, log)
-    from stackwise import report
-
+                ensure_run(out, base, arm, seed, common, log, plugins)
+    calibrate(out, spec, log)
     return report.build(out, log)
+
+
+def calibrate(out: Path, spec: dict[str, Any], log=print) -> None:
+    """Time a training step at every depth any finished run used, in one interleaved pass, into calibration.json
+    (kept and extended when the comparison grows): the report prices every run's steps with these times."""
+    path = out / "calibration.json"
+    stored = {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()} if path.is_file() else {}
+    depths = set()
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            run = out / "runs" / arm["label"] / f"seed{seed}"
+            if (run / "result.json").is_file():
+                depths |= {s.depth for s in report.run_stages(run)}
+    if not depths or depths <= set(stored):
+        return
+    from stackwise.calibrate import step_seconds  # (torch)
+
+    log(f"calibration: timing steps at depths {sorted(depths)} in one interleaved pass ...")
+    cfg = arm_config(spec["config"], Arm(BASELINE, {"growth.method": BASELINE}), spec["common"])
+    times = step_seconds(cfg, sorted(depths))
+    config_mod.write_atomic(path, json.dumps({"step_seconds": {str(k): v for k, v in sorted(times.items())}},
+                                             indent=2) + "\n")

@@ -63,7 +63,10 @@ OPERATORS: dict[str, Operator] = {}
 def operator(name: str, schedule: Schedule = by_blocks):
     """Register `fn(depth, b) -> source map` as growth method `name`, with its depth schedule."""
     def register(fn: Callable[[int, int], list[int]]):
-        assert name != BASELINE and name not in OPERATORS, f"growth method {name!r} is already defined"
+        old = OPERATORS.get(name)
+        same = old is not None and (old.source_map.__code__.co_filename, old.source_map.__code__.co_firstlineno) == \
+            (fn.__code__.co_filename, fn.__code__.co_firstlineno)  # the same file imported twice
+        assert name != BASELINE and (old is None or same), f"growth method {name!r} is already defined"
         summary = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else name
         OPERATORS[name] = Operator(name, fn, schedule, summary)
         return fn
@@ -138,11 +141,17 @@ def progressive(depth: int, b: int) -> list[int]:
     return [*range(depth), *range(depth)]
 
 
-def table() -> str:
-    """The methods as a markdown table (docs/growth.md holds this very text; a test checks they agree)."""
-    rows = ["| `growth.method` | stage depths | what a growth event does |", "|---|---|---|",
-            f"| `{BASELINE}` | n_layers | no growth: the fixed-depth baseline |"]
-    for op in OPERATORS.values():
+BUILTIN = tuple(OPERATORS)
+
+
+def table(names: tuple[str, ...] = BUILTIN) -> str:
+    """The methods as a markdown table (docs/growth.md holds this very text for the built-in ones; a test checks)."""
+    rows = ["| `growth.method` | what a growth event does | stage depths | example (b = 4) |", "|---|---|---|---|",
+            f"| `{BASELINE}` | no growth: the fixed-depth baseline, the same code path | n_layers | |"]
+    for op in (OPERATORS[n] for n in names):
         schedule = (op.schedule.__doc__ or "").strip().splitlines()[0].removeprefix("Stage depths ").rstrip(".")
-        rows.append(f"| `{op.name}` | {schedule} | {op.summary} |")
+        depths = op.schedule(16, 4, None)
+        d = depths[1] if len(depths) > 3 else depths[0]
+        src = op.source_map(d, 4)
+        rows.append(f"| `{op.name}` | {op.summary} | {schedule} | {d} → {len(src)}: `{' '.join(map(str, src))}` |")
     return "\n".join(rows)

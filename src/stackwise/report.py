@@ -1,23 +1,33 @@
-"""A comparison's report: summary.json, report.md and PNG plots, rebuilt from the run directories alone.
+"""A comparison's report: summary.json, report.md and PNG plots, built from what the comparison folder holds.
 
-`stackwise report DIR` calls `build(DIR)`; `stackwise compare` calls it after its runs. The calibration pass (see
-calibrate.py) is done once and stored in DIR/calibration.json.
+`stackwise report DIR` calls `build(DIR)`; `stackwise compare` calls it after its runs and its calibration pass
+(calibration.json, written by compare.calibrate). Building a report only reads: it never trains, times, prepares
+data or needs the corpus or torch, so a comparison copied to another machine rebuilds to the same files. Each run's
+stages (depth and steps) come from its result.json.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import matplotlib
+import yaml
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from stackwise import compare  # noqa: E402
+from stackwise import config as config_mod  # noqa: E402
+from stackwise import growth  # noqa: E402
 from stackwise.errors import UserError  # noqa: E402
+from stackwise.speedup import compute_equivalent_speedup, iso_loss_speedup  # noqa: E402
+
+BASELINE = "none"
+EQUAL_COMPUTE = "equal-compute"
 
 
 def _load_spec(out: Path) -> dict[str, Any]:
@@ -27,28 +37,106 @@ def _load_spec(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _calibration(out: Path, spec: dict[str, Any], log) -> dict[int, float]:
+def _calibration(out: Path) -> dict[int, float]:
+    """Per-depth step seconds from calibration.json ({} if the comparison has none)."""
     path = out / "calibration.json"
-    depths = set()
-    for arm in spec["arms"]:
-        for seed in spec["seeds"]:
-            curve = compare.load_curve(out / "runs" / arm["label"] / f"seed{seed}")
-            if curve:
-                depths |= {d for _, d in curve.depth_at}
-    if path.is_file():
-        stored = {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()}
-        if depths <= set(stored):
-            return stored
-    from stackwise.calibrate import step_seconds
-
-    log(f"calibration: timing steps at depths {sorted(depths)} in one interleaved pass ...")
-    cfg = compare.arm_config(spec["config"], compare.Arm(compare.BASELINE, {"growth.method": "none"}), spec["common"])
-    times = step_seconds(cfg, sorted(depths))
-    path.write_text(json.dumps({"step_seconds": {str(k): v for k, v in times.items()}}, indent=2) + "\n")
-    return times
+    if not path.is_file():
+        return {}
+    return {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()}
 
 
-def _mean_curve(curves: list[compare.Curve], attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_stages(run: Path) -> list[growth.Stage]:
+    """The stages a finished run trained through, from its result.json (or, for a run written before result.json
+    recorded them, from its config's plan)."""
+    result = json.loads((run / "result.json").read_text())
+    if "stages" in result:
+        return [growth.Stage(i + 1, s["depth"], s["start_step"], s["end_step"], None)
+                for i, s in enumerate(result["stages"])]
+    return growth.plan(config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text())))
+
+
+FAILED = "failed.json"  # in a run directory whose training process failed: its exit code and last error line
+
+
+def failure(run: Path) -> str | None:
+    """The error line of a run whose last attempt failed (None if it did not, or has not run)."""
+    path = run / FAILED
+    if (run / "result.json").is_file() or not path.is_file():
+        return None
+    return json.loads(path.read_text())["error"]
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    flops: list[float]
+    wall: list[float]
+    calibrated_wall: list[float]
+    val: list[float]
+    depth_at: list[tuple[int, int]]  # (step, depth) of every logged step
+    boundaries: list[int]  # steps at which growth happened
+
+
+def load_curve(run: Path, step_seconds: dict[int, float] | None = None) -> Curve | None:
+    """A finished run's validation curve; calibrated wall time re-costs its steps with per-depth step times."""
+    if not (run / "result.json").is_file():
+        return None
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    stages = run_stages(run)
+    evals = [r for r in rows if "val_loss" in r]
+
+    def calibrated(step: int) -> float:
+        if not step_seconds or any(s.depth not in step_seconds for s in stages):
+            return float("nan")  # not calibrated (yet): `stackwise compare` times the depths
+        return sum(max(0, min(step, s.end_step) - s.start_step) * step_seconds[s.depth] for s in stages)
+
+    return Curve(
+        steps=[r["step"] for r in evals], flops=[r["flops"] for r in evals], wall=[r["wall_s"] for r in evals],
+        calibrated_wall=[calibrated(r["step"]) for r in evals], val=[r["val_loss"] for r in evals],
+        depth_at=[(r["step"], r["depth"]) for r in rows], boundaries=[s.start_step for s in stages[1:]],
+    )
+
+
+def _mean_std(values: list[float]) -> dict[str, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def summarize(curves: dict[str, dict[int, Curve]]) -> list[dict[str, Any]]:
+    """Per arm: final loss, costs and speedups (each seed against the baseline of the same seed), mean ± std."""
+    base = curves[BASELINE]
+    out = []
+    for label, by_seed in curves.items():
+        seeds = sorted(s for s in by_seed if s in base)
+        row: dict[str, Any] = {"method": label, "seeds": seeds}
+        row["final_val_loss"] = _mean_std([by_seed[s].val[-1] for s in seeds])
+        row["flops"] = _mean_std([by_seed[s].flops[-1] for s in seeds])
+        row["wall_s"] = _mean_std([by_seed[s].wall[-1] for s in seeds])
+        row["calibrated_wall_s"] = _mean_std([by_seed[s].calibrated_wall[-1] for s in seeds])
+        iso, ce, gaps = {}, {}, []
+        for key, attr in (("flops", "flops"), ("wall", "wall"), ("calibrated_wall", "calibrated_wall")):
+            iso_vals, ce_vals = [], []
+            for s in seeds:
+                b, c = base[s], by_seed[s]
+                sp, gap = iso_loss_speedup(getattr(b, attr), b.val, getattr(c, attr), c.val)
+                iso_vals.append(sp)
+                if key == "flops":
+                    gaps.append(gap)
+                ce_vals.append(compute_equivalent_speedup(getattr(b, attr), b.val, getattr(c, attr), c.val))
+            iso[key] = _mean_std(iso_vals)
+            ce[key] = _mean_std(ce_vals)
+        row["iso_loss_speedup"] = iso
+        row["reached_baseline_loss"] = f"{sum(g == 0 for g in gaps)}/{len(gaps)}"
+        row["gap_to_baseline_loss"] = _mean_std(gaps)
+        row["compute_equivalent_speedup"] = ce
+        out.append(row)
+    return out
+
+
+def _mean_curve(curves: list[Curve], attr: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     n = min(len(c.val) for c in curves)
     x = np.mean([getattr(c, attr)[:n] for c in curves], axis=0)
     vals = np.array([c.val[:n] for c in curves])
@@ -65,7 +153,7 @@ def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot(curves: dict[str, dict[int, compare.Curve]], attr: str, xlabel: str, path: Path, logx: bool = False,
+def _plot(curves: dict[str, dict[int, Curve]], attr: str, xlabel: str, path: Path, logx: bool = False,
           boundaries: bool = False) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for i, (label, by_seed) in enumerate(curves.items()):
@@ -82,7 +170,7 @@ def _plot(curves: dict[str, dict[int, compare.Curve]], attr: str, xlabel: str, p
     _finish(fig, ax, xlabel, "validation loss (nats/token)", path)
 
 
-def _plot_depth(curves: dict[str, dict[int, compare.Curve]], path: Path) -> None:
+def _plot_depth(curves: dict[str, dict[int, Curve]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for i, (label, by_seed) in enumerate(curves.items()):
         steps, depths = zip(*next(iter(by_seed.values())).depth_at)
@@ -140,21 +228,21 @@ def _fmt(stat: dict[str, Any], digits: int = 3, unit: str = "") -> str:
 def build(out: Path, log=print) -> list[dict[str, Any]]:
     out = Path(out)
     spec = _load_spec(out)
-    step_s = _calibration(out, spec, log)
-    curves: dict[str, dict[int, compare.Curve]] = {}
+    step_s = _calibration(out)
+    curves: dict[str, dict[int, Curve]] = {}
     failed: dict[str, list[dict[str, Any]]] = {}
     for arm in spec["arms"]:
         for seed in spec["seeds"]:
             run = out / "runs" / arm["label"] / f"seed{seed}"
-            curve = compare.load_curve(run, step_s)
+            curve = load_curve(run, step_s)
             if curve is not None:
                 curves.setdefault(arm["label"], {})[seed] = curve
-            elif (error := compare.failure(run)) is not None:
+            elif (error := failure(run)) is not None:
                 failed.setdefault(arm["label"], []).append({"seed": seed, "error": error})
-    if compare.BASELINE not in curves:
-        why = f" (it failed: {failed[compare.BASELINE][0]['error']})" if compare.BASELINE in failed else ""
+    if BASELINE not in curves:
+        why = f" (it failed: {failed[BASELINE][0]['error']})" if BASELINE in failed else ""
         raise UserError(f"{out}: no finished baseline run, nothing to compare against{why}")
-    summary = compare.summarize(curves)
+    summary = summarize(curves)
     for row in summary:
         row["status"] = "failed" if row["method"] in failed else "ok"
         row["failed"] = failed.get(row["method"], [])

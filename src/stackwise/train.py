@@ -40,6 +40,7 @@ from stackwise.optim import build_optimizer, lr_at, set_lr
 @dataclass
 class Result:
     run_dir: Path
+    stages: list[dict[str, int]]  # the plan the run trained through: depth, start_step, end_step
     final_val_loss: float
     perplexity: float
     unigram_entropy: float
@@ -300,7 +301,8 @@ def _train(cfg: config_mod.Config, out: Path, resume: bool, console: Console | N
 
     if last_val is None:  # resumed a run that had already finished
         last_val = evaluate(model, val, device, autocast)
-    stats = {"final_val_loss": last_val, "perplexity": math.exp(last_val),
+    stats = {"stages": [{"depth": s.depth, "start_step": s.start_step, "end_step": s.end_step} for s in stages],
+             "final_val_loss": last_val, "perplexity": math.exp(last_val),
              "unigram_entropy": data_mod.unigram_entropy(data.val, cfg.model.vocab_size), "steps": counters["step"],
              "tokens": counters["tokens"], "flops": counters["flops"], "wall_s": counters["wall_s"]}
     if sharded:
