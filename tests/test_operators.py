@@ -5,6 +5,10 @@ compare's own processes. The docs' method table is the registry's."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,23 @@ def test_the_new_operator_trains_and_reports_through_compare(corpus, tmp_path, c
     events = (out / "runs" / "top-and-middle" / "seed0" / "events.jsonl").read_text().splitlines()
     assert [json.loads(e)["depth"] for e in events] == [4]
     assert "| top-and-middle |" in (out / "report.md").read_text()
+
+    # the report only reads: rebuilt from a copy on a "machine" without the corpus, the cache or this plugin, by a
+    # process that never imports torch, it is byte-identical
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(out, copy)
+    built = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".json", ".png")}
+    for name in ("report.md", "summary.json", "loss_vs_flops.png"):
+        (copy / name).unlink()
+    spec = json.loads((copy / "compare.json").read_text())
+    spec["common"].update({"data.train": "/no/such/corpus.txt", "data.val": "/no/such/val.txt"})
+    (copy / "compare.json").write_text(json.dumps(spec, indent=2) + "\n")
+    built["compare.json"] = (copy / "compare.json").read_bytes()
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "stackwise", "report", str(copy)],
+                          capture_output=True, text=True, env={**os.environ, "STACKWISE_CACHE": str(tmp_path / "no")})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [ln for ln in proc.stderr.splitlines() if ln.rstrip().endswith(("| torch", "| stackwise.calibrate"))]
+    assert {p.name: p.read_bytes() for p in copy.iterdir() if p.suffix in (".md", ".json", ".png")} == built
 
 
 def test_a_method_that_is_not_registered_names_the_plugin_flag(capsys):

@@ -14,17 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
 import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from stackwise import config as config_mod  # noqa: E402
-from stackwise import growth  # noqa: E402
-from stackwise.errors import UserError  # noqa: E402
-from stackwise.speedup import compute_equivalent_speedup, iso_loss_speedup  # noqa: E402
+from stackwise import config as config_mod
+from stackwise import growth
+from stackwise.errors import UserError
+from stackwise.speedup import compute_equivalent_speedup, iso_loss_speedup
 
 BASELINE = "none"
 EQUAL_COMPUTE = "equal-compute"
@@ -143,6 +139,16 @@ def _mean_curve(curves: list[Curve], attr: str) -> tuple[np.ndarray, np.ndarray,
     return x, vals.mean(axis=0), vals.std(axis=0)
 
 
+def _pyplot():
+    """matplotlib, imported when a plot is drawn (so `stackwise --help` stays light)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -150,12 +156,12 @@ def _finish(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _plot(curves: dict[str, dict[int, Curve]], attr: str, xlabel: str, path: Path, logx: bool = False,
           boundaries: bool = False) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     for i, (label, by_seed) in enumerate(curves.items()):
         color = f"C{i}"
         x, mean, std = _mean_curve(list(by_seed.values()), attr)
@@ -171,7 +177,7 @@ def _plot(curves: dict[str, dict[int, Curve]], attr: str, xlabel: str, path: Pat
 
 
 def _plot_depth(curves: dict[str, dict[int, Curve]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 3.5))
     for i, (label, by_seed) in enumerate(curves.items()):
         steps, depths = zip(*next(iter(by_seed.values())).depth_at)
         ax.step(steps, depths, where="post", color=f"C{i}", label=label)
@@ -204,7 +210,7 @@ def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]
                                   for s, pts in sorted(by_step.items())]
     if not data:
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     for i, label in enumerate(data):
         pts = data[label]
         ax.plot([p["val_loss"] for p in pts], [p["accuracy"] for p in pts], marker="o", ms=3, color=f"C{i}",
