@@ -58,3 +58,11 @@ def test_light_commands_do_not_import_torch(argv):
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time")}
     assert "stackwise.cli" in imported and "torch" not in imported and "matplotlib" not in imported
+
+
+def test_the_training_loop_reads_top_to_bottom():
+    """train.py's functions each fit on one screen: the loop is a short sequence of named steps."""
+    tree = ast.parse((SRC / "train.py").read_text())
+    long = {n.name: n.end_lineno - n.lineno + 1 for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef) and n.end_lineno - n.lineno + 1 > 60}
+    assert not long

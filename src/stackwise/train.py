@@ -10,6 +10,11 @@
   result.json     final validation loss, perplexity, unigram entropy, totals
 
 `wall_s` counts training steps only: evaluation, checkpointing and sampling are excluded.
+
+The loop (`_train`) reads as its steps: find the resume point, set up a `Trainer` (data, model, optimizer, loader,
+logs; the checkpoint's state loaded), then for every step `maybe_grow`, `step`, `log_and_evaluate`,
+`maybe_checkpoint`, and at the end `finish`. Parallelism (parallel.py) and growth (grow.py) are applied from
+outside the model; the loop only calls them.
 """
 
 from __future__ import annotations
@@ -170,155 +175,195 @@ def train(cfg: config_mod.Config, out: Path | None = None, resume: bool = False,
 
 def _train(cfg: config_mod.Config, out: Path, resume: bool, console: Console | None,
            world: parallel.World) -> Result:
-    console = console or Console()
-    if not world.main:
-        console = Console(quiet=True)
-    log = console.print
-    t = cfg.train
-    loaded = checkpoint.latest(out, warn=log) if resume else None
-    if loaded is not None:
-        config_mod.check_resume(loaded.cfg, cfg)  # before anything is written
-        log(f"resuming from {loaded.path} at step {loaded.trainer['step']} with {world.size} process(es)")
-    device = parallel.device_for(cfg, world)
-    parallel.check_fits(cfg, world, device)
-    if world.main:
-        config_mod.save(cfg, out / "config.yaml")
-    parallel.configure_backend(device)
-    torch.manual_seed(cfg.train.seed)
-    if not world.main:
-        parallel.barrier(world)  # rank 0 builds the tokenizer and token caches first; the others then read them
-    data = data_mod.prepare(cfg, log=log)
-    if world.main:
-        data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated with it before final/ exists
-        parallel.barrier(world)
-
-    arch = loaded.cfg if loaded is not None else cfg  # the architecture is the one the checkpoint recorded
-    stages = growth.plan(cfg)
-    depth = loaded.trainer["depth"] if loaded is not None else stages[0].depth
-    model = Transformer(arch.model, n_layers=depth).to(device)
-    optimizer = build_optimizer(model, cfg)
-    loader = TrainLoader(data.train, cfg.train.batch_size, cfg.train.seq_len, cfg.train.seed, world.rank, world.size)
-    counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
-    window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
-    if loaded is not None:
-        checkpoint.load_state(loaded, model, optimizer)
-        loader.load_state_dict(loaded.trainer["loader"])
-        counters = {k: loaded.trainer[k] for k in counters}
-        window = dict(loaded.trainer["window"])
-        checkpoint.set_rng_state(loaded.trainer["rng"])
-    sharded = parallel.sharded(cfg, world)
-    run_model, optimizer = parallel.wrap_for_training(model, optimizer, cfg, world)
-
-    autocast = autocast_for(cfg, device, sharded)
-    val = val_batches(data.val, cfg.eval.batches, t.batch_size, t.seq_len)
-    resume_step = counters["step"] if loaded is not None else None
-    metrics = MetricsLog(out / "metrics.jsonl", resume_step) if world.main else None
-    # a growth event's step is the number of steps done before it, and the checkpoint of a boundary step is written
-    # before the growth: resuming from step R replays the events at steps >= R
-    events = MetricsLog(out / "events.jsonl", None if resume_step is None else resume_step - 1) \
-        if world.main else None
-    if cfg.eval.primitives_every and world.main:
-        (out / "eval").mkdir(exist_ok=True)
-        primitives_log = MetricsLog(out / "eval" / "primitives_during_training.jsonl", resume_step)
-
-    def save_checkpoint(step: int, protect: bool = False) -> None:
-        # FSDP: every rank writes its shards. DDP keeps every rank's model and optimizer identical: rank 0's copy
-        # is the checkpoint.
-        if world.main or sharded:
-            trainer_state = {**counters, "window": dict(window), "depth": model.depth, "loader": loader.state_dict()}
-            checkpoint.save(out / "checkpoints", step, model, optimizer, trainer_state, cfg,
-                            keep=cfg.checkpoint.keep, protect=protect, sharded=sharded)
-        parallel.barrier(world)
-
-    if loaded is None:
-        log(f"model: {count_parameters(model):,} parameters at depth {model.depth} (target {cfg.model.n_layers}), "
-            f"d_model {cfg.model.d_model}; {t.steps} steps of {t.batch_size}×{t.seq_len} tokens on {device.type}; "
-            f"growth {cfg.growth.method} in {len(stages)} stage(s); {world.size} process(es); run dir {out}")
-    last_val = None
-    model.train()
+    """The loop, as named steps: resume point, set up, then per step maybe grow, step, log and evaluate, maybe
+    checkpoint; then finish."""
+    console = console if console is not None and world.main else Console(quiet=not world.main)
+    loaded = _resume_point(cfg, out, resume, world, console.print)
+    run = Trainer(cfg, out, world, console, loaded)
     with _progress(console) as bar:
-        task = bar.add_task("train", total=t.steps, completed=counters["step"], loss="-", tps="-")
-        for step in range(counters["step"], t.steps):
-            t0 = time.perf_counter()
-            stage = growth.stage_at(stages, step)
-            if model.depth != stage.depth:
-                model, optimizer = parallel.unwrap_for_growth(model, optimizer, cfg, world)
-                optimizer = grow(model, optimizer, stage, cfg)
-                run_model, optimizer = parallel.wrap_for_training(model, optimizer, cfg, world)
-                seconds = time.perf_counter() - t0
-                if world.main:
-                    events.write({"event": "growth", "step": step, "stage": stage.index, "depth": model.depth,
-                                  "seconds": seconds})
-                bar.console.print(f"step {step:>6}  grew to depth {model.depth} (stage {stage.index}/{len(stages)})")
-            set_lr(optimizer, lr_at(step, cfg, stage.start_step))
-            loss_value, grad_norm = train_step(model, run_model, optimizer, loader.next(), cfg, device, autocast)
-            loss_value = parallel.mean_across_ranks(loss_value, world, device)
-            dt = time.perf_counter() - t0
+        run.bar, run.task = bar, bar.add_task("train", total=cfg.train.steps, completed=run.counters["step"],
+                                             loss="-", tps="-")
+        for step in range(run.counters["step"], cfg.train.steps):
+            t0 = time.perf_counter()  # the step's wall time includes a growth event before it
+            stage = growth.stage_at(run.stages, step)
+            run.maybe_grow(stage, step, t0)
+            grad_norm = run.step(stage, step, t0)
+            run.log_and_evaluate(stage, step, grad_norm)
+            run.maybe_checkpoint(stage, step + 1)
+            bar.update(run.task, completed=step + 1)
+    return run.finish()
 
-            done = step + 1
-            counters["step"] = done
-            counters["tokens"] += t.batch_size * t.seq_len
-            counters["flops"] += flops_per_step(cfg.model, model.depth, t.seq_len, t.batch_size)
-            counters["wall_s"] += dt
-            window["loss"] += loss_value
-            window["steps"] += 1
-            window["wall_s"] += dt
-            if not math.isfinite(loss_value):
-                good = checkpoint.list_checkpoints(out / "checkpoints")
-                raise UserError(f"train.lr: training diverged at step {done} (loss {loss_value}, lr "
-                                f"{lr_at(step, cfg, stage.start_step):.3g}); "
-                                + (f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written")
-                                + "; try a lower train.lr")
 
-            is_primitives = bool(cfg.eval.primitives_every) and done % cfg.eval.primitives_every == 0
-            is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0) or is_primitives
-            if is_eval or done % t.log_every == 0:
-                record = {
-                    "step": done, "tokens": counters["tokens"], "flops": counters["flops"],
-                    "wall_s": round(counters["wall_s"], 4), "lr": lr_at(step, cfg, stage.start_step),
-                    "train_loss": window["loss"] / window["steps"], "depth": model.depth, "stage": stage.index,
-                    "grad_norm": float(grad_norm),
-                    "tokens_per_s": window["steps"] * t.batch_size * t.seq_len / window["wall_s"],
-                }
-                if is_eval:
-                    last_val = evaluate(model, val, device, autocast)
-                    record["val_loss"] = last_val
-                    bar.console.print(f"step {done:>6}  train {record['train_loss']:.4f}  val {last_val:.4f}  "
-                                      f"lr {record['lr']:.2e}")
-                if world.main:
-                    metrics.write(record)
-                if is_primitives:
-                    whole = parallel.gather_model(model, cfg) if sharded else model  # collective under FSDP
-                    if world.main:
-                        _score_primitives(whole, data.tokenizer, cfg, done, last_val, primitives_log)
-                        model.train()
-                bar.update(task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
-                window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
-            boundary = done == stage.end_step and done < t.steps
-            if boundary or done == t.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0):
-                save_checkpoint(done, protect=boundary)
-            bar.update(task, completed=done)
+def _resume_point(cfg: config_mod.Config, out: Path, resume: bool, world: parallel.World,
+                  log) -> checkpoint.Loaded | None:
+    """The checkpoint to resume from (None for a new run), checked against cfg before anything is written."""
+    if not resume:
+        return None
+    loaded = checkpoint.latest(out, warn=log)
+    config_mod.check_resume(loaded.cfg, cfg)
+    log(f"resuming from {loaded.path} at step {loaded.trainer['step']} with {world.size} process(es)")
+    return loaded
 
-    if last_val is None:  # resumed a run that had already finished
-        last_val = evaluate(model, val, device, autocast)
-    stats = {"stages": [{"depth": s.depth, "start_step": s.start_step, "end_step": s.end_step} for s in stages],
-             "final_val_loss": last_val, "perplexity": math.exp(last_val),
-             "unigram_entropy": data_mod.unigram_entropy(data.val, cfg.model.vocab_size), "steps": counters["step"],
-             "tokens": counters["tokens"], "flops": counters["flops"], "wall_s": counters["wall_s"]}
-    if sharded:
-        model = parallel.gather_model(model, cfg)  # the full weights, on rank 0
-    if not world.main:
-        parallel.barrier(world)
-        return Result(out, **stats, sample="")
-    def write_final(folder: Path) -> None:
-        hf.save_pretrained(model, folder, max_positions=t.seq_len, tok=data.tokenizer)
-        config_mod.save(cfg, folder / "stackwise.yaml")
 
-    checkpoint.write_folder(out / "final", write_final)
-    result = Result(out, **stats, sample=_sample(model, data.tokenizer, cfg, device))
-    config_mod.write_atomic(out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
-    parallel.barrier(world)
-    return result
+class Trainer:
+    """A run in progress: its data, model, optimizer, loader, counters and logs, and the steps the loop calls."""
+
+    def __init__(self, cfg: config_mod.Config, out: Path, world: parallel.World, console: Console,
+                 loaded: checkpoint.Loaded | None):
+        t = cfg.train
+        self.cfg, self.out, self.world, self.console = cfg, out, world, console
+        self.device = parallel.device_for(cfg, world)
+        parallel.check_fits(cfg, world, self.device)
+        if world.main:
+            config_mod.save(cfg, out / "config.yaml")
+        parallel.configure_backend(self.device)
+        torch.manual_seed(t.seed)
+        if not world.main:
+            parallel.barrier(world)  # rank 0 builds the tokenizer and token caches first; the others then read them
+        self.data = data_mod.prepare(cfg, log=console.print)
+        if world.main:
+            self.data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated before final/ exists
+            parallel.barrier(world)
+        self.stages = growth.plan(cfg)
+        depth = loaded.trainer["depth"] if loaded is not None else self.stages[0].depth
+        self.model = Transformer(cfg.model, n_layers=depth).to(self.device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.loader = TrainLoader(self.data.train, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
+        self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
+        self.window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
+        if loaded is not None:
+            checkpoint.load_state(loaded, self.model, self.optimizer)
+            self.loader.load_state_dict(loaded.trainer["loader"])
+            self.counters = {k: loaded.trainer[k] for k in self.counters}
+            self.window = dict(loaded.trainer["window"])
+            checkpoint.set_rng_state(loaded.trainer["rng"])
+        self.sharded = parallel.sharded(cfg, world)
+        self.run_model, self.optimizer = parallel.wrap_for_training(self.model, self.optimizer, cfg, world)
+        self.autocast = autocast_for(cfg, self.device, self.sharded)
+        self.val = val_batches(self.data.val, cfg.eval.batches, t.batch_size, t.seq_len)
+        self.last_val: float | None = None
+        self._open_logs(None if loaded is None else self.counters["step"])
+        if loaded is None:
+            console.print(f"model: {count_parameters(self.model):,} parameters at depth {self.model.depth} (target "
+                          f"{cfg.model.n_layers}), d_model {cfg.model.d_model}; {t.steps} steps of {t.batch_size}×"
+                          f"{t.seq_len} tokens on {self.device.type}; growth {cfg.growth.method} in "
+                          f"{len(self.stages)} stage(s); {world.size} process(es); run dir {out}")
+        self.model.train()
+
+    def _open_logs(self, resume_step: int | None) -> None:
+        self.metrics = self.events = self.primitives_log = None
+        if not self.world.main:
+            return
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_step)
+        # a growth event's step is the number of steps done before it, and the checkpoint of a boundary step is
+        # written before the growth: resuming from step R replays the events at steps >= R
+        self.events = MetricsLog(self.out / "events.jsonl", None if resume_step is None else resume_step - 1)
+        if self.cfg.eval.primitives_every:
+            (self.out / "eval").mkdir(exist_ok=True)
+            self.primitives_log = MetricsLog(self.out / "eval" / "primitives_during_training.jsonl", resume_step)
+
+    def maybe_grow(self, stage: growth.Stage, step: int, t0: float) -> None:
+        """Grow to the stage's depth if the model is shallower: unwrap, grow, wrap again, log the event."""
+        if self.model.depth == stage.depth:
+            return
+        cfg, world = self.cfg, self.world
+        self.model, self.optimizer = parallel.unwrap_for_growth(self.model, self.optimizer, cfg, world)
+        self.optimizer = grow(self.model, self.optimizer, stage, cfg)
+        self.run_model, self.optimizer = parallel.wrap_for_training(self.model, self.optimizer, cfg, world)
+        if world.main:
+            self.events.write({"event": "growth", "step": step, "stage": stage.index, "depth": self.model.depth,
+                               "seconds": time.perf_counter() - t0})
+        self.bar.console.print(f"step {step:>6}  grew to depth {self.model.depth} "
+                               f"(stage {stage.index}/{len(self.stages)})")
+
+    def step(self, stage: growth.Stage, step: int, t0: float) -> torch.Tensor:
+        """One optimizer step at the scheduled LR; counts it; stops on a non-finite loss. Returns the grad norm."""
+        cfg, t = self.cfg, self.cfg.train
+        lr = lr_at(step, cfg, stage.start_step)
+        set_lr(self.optimizer, lr)
+        loss, grad_norm = train_step(self.model, self.run_model, self.optimizer, self.loader.next(), cfg,
+                                     self.device, self.autocast)
+        loss = parallel.mean_across_ranks(loss, self.world, self.device)
+        dt = time.perf_counter() - t0
+        self.counters["step"] = step + 1
+        self.counters["tokens"] += t.batch_size * t.seq_len
+        self.counters["flops"] += flops_per_step(cfg.model, self.model.depth, t.seq_len, t.batch_size)
+        self.counters["wall_s"] += dt
+        self.window["loss"] += loss
+        self.window["steps"] += 1
+        self.window["wall_s"] += dt
+        if not math.isfinite(loss):
+            good = checkpoint.list_checkpoints(self.out / "checkpoints")
+            raise UserError(f"train.lr: training diverged at step {step + 1} (loss {loss}, lr {lr:.3g}); "
+                            + (f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written")
+                            + "; try a lower train.lr")
+        return grad_norm
+
+    def log_and_evaluate(self, stage: growth.Stage, step: int, grad_norm: torch.Tensor) -> None:
+        """On logging steps, one metrics line (averaged since the last); on evaluation steps, the validation loss and,
+        every eval.primitives_every steps, the reasoning primitives."""
+        cfg, t, done = self.cfg, self.cfg.train, step + 1
+        is_primitives = bool(cfg.eval.primitives_every) and done % cfg.eval.primitives_every == 0
+        is_eval = done == t.steps or (cfg.eval.every and done % cfg.eval.every == 0) or is_primitives
+        if not (is_eval or done % t.log_every == 0):
+            return
+        w = self.window
+        record = {"step": done, "tokens": self.counters["tokens"], "flops": self.counters["flops"],
+                  "wall_s": round(self.counters["wall_s"], 4), "lr": lr_at(step, cfg, stage.start_step),
+                  "train_loss": w["loss"] / w["steps"], "depth": self.model.depth, "stage": stage.index,
+                  "grad_norm": float(grad_norm), "tokens_per_s": w["steps"] * t.batch_size * t.seq_len / w["wall_s"]}
+        if is_eval:
+            self.last_val = record["val_loss"] = evaluate(self.model, self.val, self.device, self.autocast)
+            self.bar.console.print(f"step {done:>6}  train {record['train_loss']:.4f}  val {self.last_val:.4f}  "
+                                   f"lr {record['lr']:.2e}")
+        if self.world.main:
+            self.metrics.write(record)
+        if is_primitives:
+            whole = parallel.gather_model(self.model, cfg) if self.sharded else self.model  # collective under FSDP
+            if self.world.main:
+                _score_primitives(whole, self.data.tokenizer, cfg, done, self.last_val, self.primitives_log)
+                self.model.train()
+        self.bar.update(self.task, loss=f"{record['train_loss']:.3f}", tps=f"{record['tokens_per_s']:,.0f}")
+        self.window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}
+
+    def maybe_checkpoint(self, stage: growth.Stage, done: int) -> None:
+        """A checkpoint at the end of every growth stage (kept by rotation), every checkpoint.every steps and at the
+        end. FSDP: every rank writes its shards; DDP keeps every rank's state identical, so rank 0's is the copy."""
+        cfg = self.cfg
+        boundary = done == stage.end_step and done < cfg.train.steps
+        if not (boundary or done == cfg.train.steps or (cfg.checkpoint.every and done % cfg.checkpoint.every == 0)):
+            return
+        if self.world.main or self.sharded:
+            trainer_state = {**self.counters, "window": dict(self.window), "depth": self.model.depth,
+                             "loader": self.loader.state_dict()}
+            checkpoint.save(self.out / "checkpoints", done, self.model, self.optimizer, trainer_state, cfg,
+                            keep=cfg.checkpoint.keep, protect=boundary, sharded=self.sharded)
+        parallel.barrier(self.world)
+
+    def finish(self) -> Result:
+        """Final validation loss, final/ (the gathered model, sealed), result.json and a sample."""
+        cfg, c = self.cfg, self.counters
+        if self.last_val is None:  # resumed a run that had already finished
+            self.last_val = evaluate(self.model, self.val, self.device, self.autocast)
+        stats = {"stages": [{"depth": s.depth, "start_step": s.start_step, "end_step": s.end_step}
+                            for s in self.stages],
+                 "final_val_loss": self.last_val, "perplexity": math.exp(self.last_val),
+                 "unigram_entropy": data_mod.unigram_entropy(self.data.val, cfg.model.vocab_size),
+                 "steps": c["step"], "tokens": c["tokens"], "flops": c["flops"], "wall_s": c["wall_s"]}
+        model = parallel.gather_model(self.model, cfg) if self.sharded else self.model  # the full weights, on rank 0
+        if not self.world.main:
+            parallel.barrier(self.world)
+            return Result(self.out, **stats, sample="")
+
+        def write_final(folder: Path) -> None:
+            hf.save_pretrained(model, folder, max_positions=cfg.train.seq_len, tok=self.data.tokenizer)
+            config_mod.save(cfg, folder / "stackwise.yaml")
+
+        checkpoint.write_folder(self.out / "final", write_final)
+        result = Result(self.out, **stats, sample=_sample(model, self.data.tokenizer, cfg, self.device))
+        config_mod.write_atomic(self.out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
+        parallel.barrier(self.world)
+        return result
 
 
 def _score_primitives(model: Transformer, tok, cfg: config_mod.Config, step: int, val_loss: float,
