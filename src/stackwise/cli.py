@@ -176,6 +176,8 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> None:
         src = "-" if s["source_layers"] is None else " ".join(map(str, s["source_layers"]))
         table.add_row(str(s["stage"]), str(s["depth"]), str(s["start_step"]), str(s["end_step"]),
                       str(s["end_step"] - s["start_step"]), src)
+    op = operators.OPERATORS.get(plan["method"])
+    console.print(op.summary if op else "no growth: the fixed-depth baseline")
     console.print(table)
     sp = plan["speedup"]
     console.print(f"predicted speedup vs the full-depth baseline over the same steps: "
