@@ -129,7 +129,7 @@ def test_prepare_caches_tokenizer_and_tokens(tiny_cfg, monkeypatch):
         raise AssertionError("cache miss: retrained or re-tokenized")
 
     monkeypatch.setattr(tokenizer, "train_bpe", fail)
-    monkeypatch.setattr(data_mod, "encode_documents", fail)
+    monkeypatch.setattr(data_mod, "encode_pieces", fail)
     again = data_mod.prepare(cfg, log=lambda *_: None)
     assert np.array_equal(again.train, first.train)
 

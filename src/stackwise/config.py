@@ -71,7 +71,8 @@ class DataConfig:
     train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT]
     val: str = "bundled"  # as train; for hf: datasets, hf:NAME:SPLIT
     tokenizer: str | None = None  # path to a tokenizer.json; None trains a byte-level BPE on the train split
-    tokenizer_sample_mb: float | None = 16.0  # BPE trains on the first N MB of the train split; None = all of it
+    tokenizer_sample_mb: float | None = 16.0  # BPE trains on N MB of the train split, spread over its files; None=all
+    max_tokens: int | None = None  # keep only the first N tokens of the train split (a slice of a huge source)
     text_field: str = "text"  # field read from .jsonl files and Hugging Face datasets
     cache_dir: str = "~/.cache/stackwise"  # tokenizers and token files, keyed by content and settings
 
@@ -163,6 +164,7 @@ RANGES: dict[str, Range] = {
     "train.lr": POSITIVE_REAL, "train.lr_min_ratio": FRACTION, "train.warmup_steps": NON_NEGATIVE,
     "train.weight_decay": NON_NEGATIVE, "train.grad_clip": NON_NEGATIVE, "train.seed": Range(0, MAX_SEED),
     "train.log_every": POSITIVE, "data.tokenizer_sample_mb": POSITIVE_REAL,
+    "data.max_tokens": POSITIVE,
     "optim.beta1": MOMENTUM, "optim.beta2": MOMENTUM, "optim.eps": POSITIVE_REAL, "optim.muon_momentum": MOMENTUM,
     "eval.every": NON_NEGATIVE, "eval.batches": POSITIVE, "eval.sample_tokens": NON_NEGATIVE,
     "eval.primitives_every": NON_NEGATIVE, "eval.primitives_n": POSITIVE, "eval.primitives_shots": NON_NEGATIVE,

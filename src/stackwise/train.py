@@ -220,7 +220,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         if not world.main:
             parallel.barrier(world)  # rank 0 builds the tokenizer and token caches first; the others then read them
-        self.data = data_mod.prepare(cfg, log=console.print)
+        self.data = data_mod.prepare(cfg, log=console.print, console=console)
         if world.main:
             self.data.tokenizer.save(str(out / "tokenizer.json"))  # checkpoints are evaluated before final/ exists
             parallel.barrier(world)

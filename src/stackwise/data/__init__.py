@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from tokenizers import Tokenizer
 
 from stackwise.config import Config
@@ -53,9 +63,9 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
         else:
             mb = cfg.data.tokenizer_sample_mb
             log(f"training a byte-level BPE tokenizer (vocab {cfg.model.vocab_size}) on "
-                f"{'all of' if mb is None else f'the first {mb:g} MB of'} {cfg.data.train} ...")
-            tok = tokenizer.train_bpe(sources.documents(cfg.data.train, "train", cfg.data.text_field),
-                                      cfg.model.vocab_size, mb)
+                f"{'all of' if mb is None else f'up to {mb:g} MB of'} {cfg.data.train} ...")
+            tok = tokenizer.train_bpe(sources.sample(cfg.data.train, "train", cfg.data.text_field,
+                                                     None if mb is None else mb * 2**20), cfg.model.vocab_size)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name("tokenizer.json.tmp")
             tok.save(str(tmp))
@@ -66,43 +76,60 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
     return tok, path
 
 
-def encode_documents(tok: Tokenizer, docs, chunk: int = 256, chunk_chars: int = 1 << 20) -> np.ndarray:
-    """Token ids of every document, each followed by the end-of-text token. Documents are encoded in bounded pieces
-    (tokenizer.pieces), which leaves the tokens of normal text unchanged."""
-    eos = np.asarray([tokenizer.eos_id(tok)], dtype=np.int64)
-    out, batch = [], []
+def encode_pieces(tok: Tokenizer, marked, batch_pieces: int = 256,
+                  batch_chars: int = 1 << 20) -> Iterator[tuple[np.ndarray, int]]:
+    """Token ids of a stream of (piece, ends a document, where), encoded in batches of bounded size (an encoding
+    holds ~100 bytes per token) on all cores, with the end-of-text token after each document. Yields (ids, bytes of
+    text they came from)."""
+    eos = np.asarray([tokenizer.eos_id(tok)], dtype=np.uint32)
+    batch: list[tuple[str, bool]] = []
 
     def flush():
-        for enc, last in zip(tok.encode_batch([p for p, _ in batch], add_special_tokens=False),
-                             (last for _, last in batch), strict=True):
-            out.append(np.asarray(enc.ids, dtype=np.int64))
-            if last:
-                out.append(eos)
+        encodings = tok.encode_batch_fast([p for p, _ in batch], add_special_tokens=False)
+        for enc, (piece, last) in zip(encodings, batch, strict=True):
+            ids = np.asarray(enc.ids, dtype=np.uint32)
+            yield (np.concatenate([ids, eos]) if last else ids), len(piece.encode())
         batch.clear()
 
     chars = 0
-    for doc in docs:
-        parts = list(tokenizer.pieces(doc))
-        for i, p in enumerate(parts):
-            batch.append((p, i == len(parts) - 1))
-            chars += len(p)
-            if len(batch) >= chunk or chars >= chunk_chars:  # an encoding batch holds ~100 bytes per token
-                flush()
-                chars = 0
-    flush()
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+    for piece, last, _ in marked:
+        batch.append((piece, last))
+        chars += len(piece)
+        if len(batch) >= batch_pieces or chars >= batch_chars:
+            yield from flush()
+            chars = 0
+    yield from flush()
 
 
-def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=print) -> np.ndarray:
+def _progress(console: Console, what: str, total: int | None) -> Progress:
+    return Progress(TextColumn(f"[bold]{what}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TextColumn("{task.fields[tokens]:,} tokens"), TimeRemainingColumn(), console=console,
+                    transient=False)
+
+
+def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=print,
+               console: Console | None = None) -> np.ndarray:
+    """The split's token file, built once (streamed, in bounded memory, with a progress bar) and then memory-mapped.
+    For the train split, data.max_tokens keeps only the first N tokens of the source."""
     spec = cfg.data.train if split == "train" else cfg.data.val
+    cap = cfg.data.max_tokens if split == "train" else None
     key = _key(sources.fingerprint(spec, split, cfg.data.text_field),
-               hashlib.sha256(tok_path.read_bytes()).hexdigest(), cfg.model.vocab_size)
+               hashlib.sha256(tok_path.read_bytes()).hexdigest(), cfg.model.vocab_size, *([cap] if cap else []))
     path = _cache_dir(cfg) / f"tokens-{key}" / f"{split}.bin"
     if not path.is_file():
-        log(f"tokenizing {split} split of {spec} ...")
-        ids = encode_documents(tok, sources.documents(spec, split, cfg.data.text_field))
+        log(f"tokenizing {split} split of {spec}" + (f" (the first {cap:,} tokens)" if cap else "") + " ...")
         path.parent.mkdir(parents=True, exist_ok=True)
-        tokens.write(path, ids, cfg.model.vocab_size)
+        writer = tokens.Writer(path, cfg.model.vocab_size)
+        with _progress(console or Console(quiet=True), f"tokenize {split}", sources.size_bytes(spec, split)) as bar:
+            task = bar.add_task(split, tokens=0)
+            for ids, nbytes in encode_pieces(tok, sources.pieces(spec, split, cfg.data.text_field)):
+                if cap is not None and writer.n + ids.size >= cap:
+                    writer.append(ids[:cap - writer.n])
+                    break
+                writer.append(ids)
+                bar.update(task, advance=nbytes, tokens=writer.n)
+            bar.update(task, tokens=writer.n)
+        writer.close()
     ids = tokens.read(path)
     if len(ids) < cfg.train.seq_len + 2:
         raise UserError(f"data.{split}: only {len(ids)} tokens, fewer than one window of train.seq_len "
@@ -110,10 +137,11 @@ def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=prin
     return ids
 
 
-def prepare(cfg: Config, log=print) -> Prepared:
+def prepare(cfg: Config, log=print, console: Console | None = None) -> Prepared:
+    """Tokenizer and token files of a config (each built once and cached); `console` shows progress bars."""
     tok, tok_path = tokenizer_for(cfg, log)
-    return Prepared(tok, tok_path, token_file(cfg, tok, tok_path, "train", log),
-                    token_file(cfg, tok, tok_path, "val", log))
+    return Prepared(tok, tok_path, token_file(cfg, tok, tok_path, "train", log, console),
+                    token_file(cfg, tok, tok_path, "val", log, console))
 
 
 def unigram_entropy(ids: np.ndarray, vocab_size: int) -> float:

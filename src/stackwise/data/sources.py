@@ -2,26 +2,44 @@
 
 A source spec is a string (the `data.train` / `data.val` fields):
   bundled            the public-domain corpus shipped inside the package (docs/corpus.md)
-  PATH.txt           one document per file
+  PATH.txt           one document per file (read a megabyte at a time: any size)
   PATH.jsonl         one document per line, its text in `data.text_field`
-  FOLDER             every .txt and .jsonl file below it, in sorted order
+                     (either may be compressed: .txt.gz, .jsonl.gz, .txt.xz, .jsonl.xz)
+  FOLDER             every such file below it, in sorted order
   hf:NAME[:SPLIT]    a Hugging Face dataset (needs `pip install -e ".[hf]"`); SPLIT defaults to the split asked for
 Each source yields documents (strings); the tokenizer puts an end-of-text token between them.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
 import json
 import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
+from stackwise.data import tokenizer
 from stackwise.errors import UserError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 HF_PREFIX = "hf:"
 TEXT_SUFFIXES = (".txt", ".jsonl")
+COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}
+READ_BYTES = 1 << 20
+
+
+def _kind(path: Path) -> str | None:
+    """'.txt' or '.jsonl' for a text file, compressed or not (None for anything else)."""
+    suffixes = path.suffixes[-2:]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes and suffixes[-1] in TEXT_SUFFIXES else None
+
+
+def _open_binary(path: Path):
+    return COMPRESSED.get(path.suffix, open)(path, "rb")
 
 
 def _hf_split(spec: str, split: str) -> tuple[str, str]:
@@ -44,12 +62,12 @@ def _load_hf(spec: str, split: str):
 def _local_files(spec: str, key: str) -> list[Path]:
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p))
         if not files:
             raise UserError(f"{key}: folder {spec} holds no .txt or .jsonl files")
         return files
     if path.is_file():
-        if path.suffix not in TEXT_SUFFIXES:
+        if not _kind(path):
             raise UserError(f"{key}: {spec} is not a .txt or .jsonl file")
         return [path]
     raise UserError(f"{key}: file not found: {spec} (for a Hugging Face dataset write hf:NAME)")
@@ -91,14 +109,94 @@ def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
                 yield row[text_field]
         return
     for path in _local_files(spec, key):
-        try:
-            if path.suffix == ".jsonl":
-                with path.open(encoding="utf-8") as f:
-                    yield from _jsonl_documents(f, str(path), text_field)
-            else:
-                yield path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"{key}: {path} is not UTF-8 text") from None
+        if _kind(path) == ".jsonl":
+            yield from _jsonl_documents(_text_lines(path, key), str(path), text_field)
+        else:
+            yield "".join(_text_chunks(path, key))
+
+
+def _text_chunks(path: Path, key: str) -> Iterator[str]:
+    """A file's text, decoded a megabyte at a time (a UserError names a file that is not UTF-8)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with _open_binary(path) as f:
+            while raw := f.read(READ_BYTES):
+                yield decoder.decode(raw)
+            yield decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise UserError(f"{key}: {path} is not UTF-8 text") from None
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise UserError(f"{key}: {path} could not be read ({e})") from None
+
+
+def _text_lines(path: Path, key: str) -> Iterator[str]:
+    try:
+        with _open_binary(path) as f:
+            for raw in f:
+                yield raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{key}: {path} is not UTF-8 text") from None
+    except (OSError, EOFError, lzma.LZMAError) as e:
+        raise UserError(f"{key}: {path} could not be read ({e})") from None
+
+
+def _marked(parts: Iterator[str], where: str) -> Iterator[tuple[str, bool, str]]:
+    """(piece, is the document's last, where) for a document's pieces."""
+    prev = next(parts)
+    for part in parts:
+        yield prev, False, where
+        prev = part
+    yield prev, True, where
+
+
+def _file_pieces(path: Path, key: str, text_field: str) -> Iterator[tuple[str, bool, str]]:
+    if _kind(path) == ".jsonl":
+        for doc in _jsonl_documents(_text_lines(path, key), str(path), text_field):
+            yield from _marked(tokenizer.pieces(doc), str(path))
+    else:
+        yield from _marked(tokenizer.stream_pieces(_text_chunks(path, key)), str(path))
+
+
+def _streams(spec: str, split: str, text_field: str) -> list[Iterator[tuple[str, bool, str]]]:
+    """One lazy stream of pieces per file of the source (one in all for the bundled corpus and datasets)."""
+    if spec == "bundled" or spec.startswith(HF_PREFIX):
+        return [(x for doc in documents(spec, split, text_field) for x in _marked(tokenizer.pieces(doc), spec))]
+    return [_file_pieces(path, f"data.{split}", text_field) for path in _local_files(spec, f"data.{split}")]
+
+
+def pieces(spec: str, split: str, text_field: str = "text") -> Iterator[tuple[str, bool, str]]:
+    """The source's text as bounded pieces (tokenizer.pieces), streamed: (piece, ends a document, where). A .txt
+    file of any size is read a megabyte at a time; memory never holds more than one document of a .jsonl (or one
+    row of a dataset) and one megabyte of a .txt."""
+    for stream in _streams(spec, split, text_field):
+        yield from stream
+
+
+def sample(spec: str, split: str, text_field: str, max_bytes: float | None) -> Iterator[str]:
+    """A deterministic sample of the source's pieces for tokenizer training: about max_bytes of UTF-8 in all,
+    spread over its files (each file gives the start of its text up to an equal share of what is left; a file
+    shorter than its share leaves the rest to the files after it). None: everything."""
+    streams = _streams(spec, split, text_field)
+    left = max_bytes
+    for i, stream in enumerate(streams):
+        share = None if left is None else left / (len(streams) - i)
+        taken = 0
+        for piece, _, _ in stream:
+            if share is not None and taken >= share:
+                break
+            taken += len(piece.encode())
+            yield piece
+        stream.close()
+        if left is not None:
+            left -= taken
+
+
+def size_bytes(spec: str, split: str) -> int | None:
+    """Bytes of text to read, for a progress bar (None when unknown: compressed files, datasets)."""
+    if spec == "bundled" or spec.startswith(HF_PREFIX):
+        return None
+    files = _local_files(spec, f"data.{split}")
+    return None if any(p.suffix in COMPRESSED for p in files) else sum(p.stat().st_size for p in files)
 
 
 def fingerprint(spec: str, split: str, text_field: str = "text") -> str:
@@ -112,5 +210,7 @@ def fingerprint(spec: str, split: str, text_field: str = "text") -> str:
     else:
         for path in _local_files(spec, f"data.{split}"):
             h.update(path.name.encode())
-            h.update(path.read_bytes())
+            with path.open("rb") as f:
+                while chunk := f.read(READ_BYTES):
+                    h.update(chunk)
     return h.hexdigest()[:16]

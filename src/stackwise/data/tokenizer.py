@@ -29,18 +29,37 @@ def pieces(text: str, max_chars: int = PIECE_CHARS) -> Iterator[str]:
     max_chars characters without one (a huge run with no single spaces or newlines: minified data, base64, a
     pathological file) is cut hard at the limit, which may change the tokens next to that cut; this bounds the
     memory and time of BPE training and encoding whatever the input."""
-    start = 0
-    while len(text) - start > max_chars:
-        end = start + max_chars
-        cut, lo, step = None, end, 256
-        while cut is None and lo > start:  # look back from the limit, in growing windows
-            lo, step = max(start, lo - step), 2 * step
-            for m in _SAFE_CUT.finditer(text, lo, end + 2):  # (a match at i needs text[i + 1], text[i + 2])
-                cut = m.start() + 1
-        cut = cut or end
-        yield text[start:cut]
+    return stream_pieces([text], max_chars)
+
+
+def stream_pieces(chunks: Iterable[str], max_chars: int = PIECE_CHARS) -> Iterator[str]:
+    """`pieces` of the concatenated chunks (e.g. a file read a megabyte at a time), never holding more than one chunk
+    plus one piece: the pieces are exactly those of the whole text."""
+    buf, start = "", 0
+    for chunk in chunks:
+        buf, start = buf[start:] + chunk, 0
+        while len(buf) - start >= max_chars + 2:  # enough text to see past the limit
+            cut = _cut(buf, start, start + max_chars)
+            yield buf[start:cut]
+            start = cut
+    while len(buf) - start > max_chars:
+        cut = _cut(buf, start, start + max_chars)
+        yield buf[start:cut]
         start = cut
-    yield text[start:]
+    yield buf[start:]
+
+
+def _cut(text: str, start: int, end: int) -> int:
+    """The last safe cut in (start, end], or end if there is none."""
+    lo, step = end, 256
+    while lo > start:  # look back from the limit, in growing windows
+        lo, step = max(start, lo - step), 2 * step
+        cut = None
+        for m in _SAFE_CUT.finditer(text, lo, end + 2):  # (a match at i needs text[i + 1], text[i + 2])
+            cut = m.start() + 1
+        if cut is not None:
+            return cut
+    return end
 
 
 def sample(texts: Iterable[str], max_bytes: float | None) -> Iterator[str]:

@@ -23,15 +23,35 @@ def dtype_for(vocab_size: int) -> np.dtype:
 
 
 def write(path: Path, ids: np.ndarray, vocab_size: int) -> None:
-    dtype = dtype_for(vocab_size)
-    assert ids.size == 0 or int(ids.max()) < vocab_size
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(HEADER.pack(MAGIC, dtype.itemsize, 0, ids.size, vocab_size))
-        f.write(np.ascontiguousarray(ids, dtype=dtype).tobytes())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """A whole token file at once (see Writer)."""
+    writer = Writer(path, vocab_size)
+    writer.append(ids)
+    writer.close()
+
+
+class Writer:
+    """A token file written incrementally: `append` arrays of ids, then `close` fills in the header, fsyncs and renames
+    the temporary file into place. Until then only `NAME.tmp` exists, which nothing reads: an interrupted
+    preparation leaves no file a later run trusts, and the next one starts that split again."""
+
+    def __init__(self, path: Path, vocab_size: int):
+        self.path, self.vocab_size, self.dtype, self.n = path, vocab_size, dtype_for(vocab_size), 0
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by close())
+        self.file.write(HEADER.pack(MAGIC, self.dtype.itemsize, 0, 0, vocab_size))
+
+    def append(self, ids: np.ndarray) -> None:
+        assert ids.size == 0 or int(ids.max()) < self.vocab_size
+        self.file.write(np.ascontiguousarray(ids, dtype=self.dtype).tobytes())
+        self.n += ids.size
+
+    def close(self) -> None:
+        self.file.seek(0)
+        self.file.write(HEADER.pack(MAGIC, self.dtype.itemsize, 0, self.n, self.vocab_size))
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.tmp, self.path)
 
 
 def read(path: Path) -> np.ndarray:

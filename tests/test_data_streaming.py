@@ -1,0 +1,107 @@
+"""Preparing data in bounded memory: text streamed a megabyte at a time and cut into pieces where no token can
+change, encoded in bounded batches, written incrementally; an interrupted preparation is never trusted."""
+
+from __future__ import annotations
+
+import gzip
+import random
+
+import numpy as np
+import pytest
+
+from stackwise import data as data_mod
+from stackwise.data import sources, tokenizer
+
+WORDS = "the cat dog sat on a mat and ran to house big small red blue it was she he saw".split()
+
+
+def _words(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) + rng.choice(["", ".", ",", "\n", "\n\n"]) * (rng.random() < 0.2)
+                    for _ in range(n))
+
+
+@pytest.fixture(scope="module")
+def tok(corpus):
+    return tokenizer.train_bpe(sources.documents(str(corpus["train"]), "train"), 300)
+
+
+def _reference(tok, docs: list[str]) -> list[int]:
+    """The plain encoding of every whole document, each followed by end-of-text."""
+    eos = tokenizer.eos_id(tok)
+    return [i for doc in docs for i in [*tok.encode(doc, add_special_tokens=False).ids, eos]]
+
+
+def test_streamed_pieces_equal_the_pieces_of_the_whole_text():
+    rng = random.Random(0)
+    for text in [_words(rng, 3000), "x" * 5000, "a b" * 2000, "", "ab\ncd"]:
+        whole = list(tokenizer.pieces(text, 500))
+        assert "".join(whole) == text and all(len(p) <= 500 for p in whole)
+        for size in (1, 3, 499, 500, 501, 502, 4096):
+            chunks = [text[i:i + size] for i in range(0, len(text), size)] or [""]
+            assert list(tokenizer.stream_pieces(chunks, 500)) == whole
+
+
+def test_a_giant_line_and_many_small_files_give_the_reference_tokens(tok, tmp_path):
+    rng = random.Random(1)
+    giant = _words(rng, 60_000).replace("\n", " ")  # ~250k characters on one line: 16 pieces
+    (tmp_path / "giant.txt").write_text(giant)
+    assert len(list(tokenizer.pieces(giant))) > 10
+    ids = np.concatenate([i for i, _ in data_mod.encode_pieces(tok, sources.pieces(str(tmp_path / "giant.txt"),
+                                                                                     "train"))])
+    assert ids.tolist() == _reference(tok, [giant])
+    folder = tmp_path / "many"
+    (folder / "sub").mkdir(parents=True)
+    docs = []
+    for i in range(120):
+        text = _words(rng, rng.randint(0, 40))
+        docs.append(text)
+        name = folder / ("sub" if i % 3 else ".") / f"{i:03d}.txt"
+        if i % 7 == 0:
+            name = name.with_suffix(".txt.gz")
+            name.write_bytes(gzip.compress(text.encode()))
+        else:
+            name.write_text(text)
+    order = sorted(p for p in folder.rglob("*") if p.is_file())
+    by_name = {f"{i:03d}": d for i, d in enumerate(docs)}
+    expected = _reference(tok, [by_name[p.name.split(".")[0]] for p in order])
+    ids = np.concatenate([i for i, _ in data_mod.encode_pieces(tok, sources.pieces(str(folder), "train"))])
+    assert ids.tolist() == expected
+
+
+def test_an_interrupted_preparation_is_not_trusted(tiny_cfg, tmp_path, monkeypatch):
+    cfg = tiny_cfg(data__cache_dir=str(tmp_path / "cache"))
+    monkeypatch.setenv("STACKWISE_CACHE", str(tmp_path / "cache"))
+    real = data_mod.encode_pieces
+
+    def dies_midway(*args, **kwargs):
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == 3:
+                raise KeyboardInterrupt  # a kill in the middle of writing the token file
+            yield item
+
+    monkeypatch.setattr(data_mod, "encode_pieces", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        data_mod.prepare(cfg, log=lambda *_: None)
+    assert not list((tmp_path / "cache").rglob("*.bin")) and list((tmp_path / "cache").rglob("*.bin.tmp"))
+    monkeypatch.setattr(data_mod, "encode_pieces", real)
+    again = data_mod.prepare(cfg, log=lambda *_: None)
+    monkeypatch.setenv("STACKWISE_CACHE", str(tmp_path / "clean"))
+    clean = data_mod.prepare(cfg, log=lambda *_: None)
+    assert np.array_equal(again.train, clean.train) and np.array_equal(again.val, clean.val)
+
+
+def test_max_tokens_keeps_the_first_tokens(tiny_cfg):
+    full = data_mod.prepare(tiny_cfg(), log=lambda *_: None)
+    cut = data_mod.prepare(tiny_cfg(data__max_tokens=1000), log=lambda *_: None)
+    assert len(cut.train) == 1000 and np.array_equal(cut.train, full.train[:1000])
+    assert np.array_equal(cut.val, full.val)  # the cap is the training split's
+
+
+def test_the_tokenizer_sample_is_spread_over_the_files(tmp_path):
+    for name, word in (("a.txt", "alpha"), ("b.txt", "beta"), ("c.txt", "gamma")):
+        (tmp_path / name).write_text(" ".join([word] * 20_000))  # ~120 kB each, 8 pieces
+    sample = list(sources.sample(str(tmp_path), "train", "text", 60_000))
+    assert {p.split()[0] for p in sample} == {"alpha", "beta", "gamma"}
+    assert 60_000 <= sum(len(p.encode()) for p in sample) <= 60_000 + 3 * tokenizer.PIECE_CHARS
+    assert "".join(sources.sample(str(tmp_path), "train", "text", None)) == "".join(
+        (tmp_path / n).read_text() for n in ("a.txt", "b.txt", "c.txt"))
