@@ -98,18 +98,22 @@ def test_hugging_face_dataset_path_with_mocked_download(monkeypatch):
         def __iter__(self):
             return iter([{"text": "first doc", "id": 1}, {"text": "", "id": 2}, {"text": "second", "id": 3}])
 
-    def load_dataset(name, split):
-        calls.append((name, split))
+    def load_dataset(name, split, streaming):
+        calls.append((name, split, streaming))
         return FakeDataset()
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     assert list(sources.documents("hf:org/corpus", "train")) == ["first doc", "second"]
     assert list(sources.documents("hf:org/corpus", "val")) == ["first doc", "second"]
     assert list(sources.documents("hf:org/corpus:test", "val")) == ["first doc", "second"]
-    assert calls == [("org/corpus", "train"), ("org/corpus", "validation"), ("org/corpus", "test")]
+    assert calls == [("org/corpus", "train", True), ("org/corpus", "validation", True), ("org/corpus", "test", True)]
     with pytest.raises(UserError, match="no column 'body'"):
         list(sources.documents("hf:org/corpus", "train", text_field="body"))
     assert sources.fingerprint("hf:org/corpus", "train") != sources.fingerprint("hf:org/corpus:x", "train")
+    FakeDataset.column_names = None  # streamed: the columns are known from the rows
+    with pytest.raises(UserError, match="no column 'body'"):
+        list(sources.documents("hf:org/corpus", "train", text_field="body"))
+    assert [p for p, _, _ in sources.pieces("hf:org/corpus", "train")] == ["first doc", "second"]
 
 
 def test_hugging_face_without_datasets_installed(monkeypatch):

@@ -6,7 +6,8 @@ A source spec is a string (the `data.train` / `data.val` fields):
   PATH.jsonl         one document per line, its text in `data.text_field`
                      (either may be compressed: .txt.gz, .jsonl.gz, .txt.xz, .jsonl.xz)
   FOLDER             every such file below it, in sorted order
-  hf:NAME[:SPLIT]    a Hugging Face dataset (needs `pip install -e ".[hf]"`); SPLIT defaults to the split asked for
+  hf:NAME[:SPLIT]    a Hugging Face dataset, streamed (needs `pip install -e ".[hf]"`); SPLIT defaults to the split
+                     asked for
 Each source yields documents (strings); the tokenizer puts an end-of-text token between them.
 """
 
@@ -53,8 +54,8 @@ def _load_hf(spec: str, split: str):
     except ImportError:
         raise UserError(f"{spec}: Hugging Face datasets need the optional extra: pip install -e \".[hf]\"") from None
     name, hf_split = _hf_split(spec, split)
-    try:
-        return datasets.load_dataset(name, split=hf_split)
+    try:  # streamed: rows arrive as they are read, whatever the dataset's size
+        return datasets.load_dataset(name, split=hf_split, streaming=True)
     except Exception as e:  # the hub's errors are many and version-dependent; name the dataset and the cause
         raise UserError(f"{spec}: could not load Hugging Face dataset '{name}' split '{hf_split}' ({e})") from None
 
@@ -101,10 +102,12 @@ def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
         return
     if spec.startswith(HF_PREFIX):
         dataset = _load_hf(spec, split)
-        if text_field not in dataset.column_names:
-            raise UserError(f"{spec}: no column '{text_field}' (columns: {', '.join(dataset.column_names)}); "
-                            "set data.text_field")
+        columns = getattr(dataset, "column_names", None)  # (a streamed dataset may know them only from its rows)
+        if columns is not None and text_field not in columns:
+            raise UserError(f"{spec}: no column '{text_field}' (columns: {', '.join(columns)}); set data.text_field")
         for row in dataset:
+            if text_field not in row:
+                raise UserError(f"{spec}: no column '{text_field}' (columns: {', '.join(row)}); set data.text_field")
             if isinstance(row[text_field], str) and row[text_field]:
                 yield row[text_field]
         return
@@ -205,8 +208,10 @@ def fingerprint(spec: str, split: str, text_field: str = "text") -> str:
     if spec == "bundled":
         h.update(_bundled_file(split).read_bytes())
     elif spec.startswith(HF_PREFIX):
-        dataset = _load_hf(spec, split)
-        h.update(f"{_hf_split(spec, split)}|{getattr(dataset, '_fingerprint', '')}".encode())
+        dataset = _load_hf(spec, split)  # a streamed dataset is known by its name, split, config and version
+        info = getattr(dataset, "info", None)
+        h.update(f"{_hf_split(spec, split)}|{getattr(dataset, '_fingerprint', '')}|"
+                 f"{getattr(info, 'config_name', '')}|{getattr(info, 'version', '')}".encode())
     else:
         for path in _local_files(spec, f"data.{split}"):
             h.update(path.name.encode())
