@@ -535,7 +535,7 @@ def write_doc(doc: Path, results: dict, command: str) -> None:
         result = ("ok" + extra + (f": `{msg[0]}`" if msg else "")) if x["ok"] else "NO: " + str(x["problem"])
         lines.append(f"| {x['data']} | {result} |")
     lines += ["", end]
-    block = "\n".join(lines)
+    block = "\n".join(lines).replace(str(Path(results["out"]).resolve()) + "/", results["out"].rstrip("/") + "/")
     text = doc.read_text() if doc.is_file() else ""
     if start in text:
         text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
@@ -572,6 +572,7 @@ def main() -> None:
     print(f"reference run: first step after {window[0]:.1f} s, done after {window[1]:.1f} s", flush=True)
     results_path = out / "faults.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["out"] = args.out  # as given (relative to the repository by default), for the paths in the doc
     parts = args.parts.split(",")
     rng = random.Random(args.seed)
     steps = {"kills": lambda: kills(sweep, reference, args.kills, rng, window),
