@@ -32,7 +32,8 @@ print(len(prep.train))
 
 
 def make_corpus(path: Path, mb: int) -> int:
-    text = "\n\n".join(json.loads(line)["text"] for line in lzma.open(BUNDLED, "rt")) + "\n\n"
+    with lzma.open(BUNDLED, "rt") as f:
+        text = "\n\n".join(json.loads(line)["text"] for line in f) + "\n\n"
     block = text.encode()
     target = mb * 10**6
     with path.open("wb") as f:
