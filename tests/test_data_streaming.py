@@ -105,3 +105,30 @@ def test_the_tokenizer_sample_is_spread_over_the_files(tmp_path):
     assert 60_000 <= sum(len(p.encode()) for p in sample) <= 60_000 + 3 * tokenizer.PIECE_CHARS
     assert "".join(sources.sample(str(tmp_path), "train", "text", None)) == "".join(
         (tmp_path / n).read_text() for n in ("a.txt", "b.txt", "c.txt"))
+
+
+def test_peak_memory_of_preparing_a_big_file_does_not_follow_its_size(tmp_path):
+    """A 24 MB one-line-per-paragraph .txt is prepared by a fresh process whose own peak memory (wait4) stays far
+    below the text's size times the ~200 bytes per character that whole-file encoding used to take (the 50 MB to
+    1 GB figures are benchmarks/data_prep.py's, in docs/benchmarks.md)."""
+    import os
+    import subprocess
+    import sys
+
+    rng = random.Random(2)
+    big = tmp_path / "big.txt"
+    with big.open("w") as f:
+        for _ in range(24):
+            f.write(_words(rng, 200_000) + "\n\n")
+    size = big.stat().st_size
+    (tmp_path / "val.txt").write_text(_words(rng, 5000))
+    script = ("import sys; from stackwise import config, data; "
+              "cfg = config.load('tiny', {'data.train': sys.argv[1], 'data.val': sys.argv[2], "
+              "'data.tokenizer_sample_mb': 2}); print(len(data.prepare(cfg, log=lambda *_: None).train))")
+    proc = subprocess.Popen([sys.executable, "-c", script, str(big), str(tmp_path / "val.txt")],
+                            stdout=subprocess.PIPE,
+                            env={**os.environ, "STACKWISE_CACHE": str(tmp_path / "cache")})
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and int(proc.stdout.read()) > size // 8
+    peak = usage.ru_maxrss * 1024
+    assert peak < 400 * 2**20, f"peak {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB text"
