@@ -326,13 +326,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
     out = Path(args.out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / checkpoint.MANIFEST).is_file())):
         raise UserError(f"--out: {out} exists and is not an earlier export; choose a new or empty folder")
-    tok = load_tokenizer(tok_path)
-
-    def write(folder: Path) -> None:
-        hf.save_pretrained(model, folder, max_positions=cfg.train.seq_len, tok=tok)
-        config_mod.save(cfg, folder / "stackwise.yaml")
-
-    checkpoint.write_folder(out, write)
+    hf.export(model, out, cfg, load_tokenizer(tok_path))
     console.print(f"exported {name} (step {step}, depth {model.depth}) to {out}: "
                   "AutoModelForCausalLM.from_pretrained / AutoTokenizer.from_pretrained load it as Llama")
 

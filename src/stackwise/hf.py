@@ -13,7 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer
 
-from stackwise.config import ModelConfig
+from stackwise import config as config_mod
+from stackwise.config import Config, ModelConfig
 from stackwise.data.tokenizer import eos_id
 from stackwise.model import Transformer, ffn_dim
 
@@ -64,6 +65,18 @@ def load_pretrained(folder: Path, cfg: ModelConfig) -> Transformer:
         state["lm_head.weight"] = state["embed_tokens.weight"]
     model.load_state_dict(state, strict=True)
     return model
+
+
+def export(model: Transformer, out: Path, cfg: Config, tok: Tokenizer | None) -> Path:
+    """A sealed Hugging Face folder (complete or absent, with a manifest; checkpoint.write_folder): weights,
+    config.json and tokenizer, plus the run's config as stackwise.yaml."""
+    from stackwise import checkpoint
+
+    def write(folder: Path) -> None:
+        save_pretrained(model, folder, max_positions=cfg.train.seq_len, tok=tok)
+        config_mod.save(cfg, folder / "stackwise.yaml")
+
+    return checkpoint.write_folder(out, write)
 
 
 def save_pretrained(model: Transformer, out: Path, max_positions: int, tok: Tokenizer | None = None) -> None:

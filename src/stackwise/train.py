@@ -355,11 +355,7 @@ class Trainer:
             parallel.barrier(self.world)
             return Result(self.out, **stats, sample="")
 
-        def write_final(folder: Path) -> None:
-            hf.save_pretrained(model, folder, max_positions=cfg.train.seq_len, tok=self.data.tokenizer)
-            config_mod.save(cfg, folder / "stackwise.yaml")
-
-        checkpoint.write_folder(self.out / "final", write_final)
+        hf.export(model, self.out / "final", cfg, self.data.tokenizer)
         result = Result(self.out, **stats, sample=_sample(model, self.data.tokenizer, cfg, self.device))
         config_mod.write_atomic(self.out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
         parallel.barrier(self.world)
