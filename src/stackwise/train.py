@@ -40,6 +40,7 @@ from stackwise.flops import flops_per_step
 from stackwise.grow import grow
 from stackwise.model import Transformer, count_parameters
 from stackwise.optim import build_optimizer, lr_at, set_lr
+from stackwise.telemetry import GrowthTelemetry
 
 
 @dataclass
@@ -136,6 +137,14 @@ class MetricsLog:
         elif path.exists():
             path.unlink()
 
+    def update(self, step: int, fields: dict[str, Any]) -> None:
+        """Fill in fields of the record of `step` (e.g. a growth event's recovery, known later); atomic."""
+        lines = self.path.read_text().splitlines()
+        for i, line in enumerate(lines):
+            if _step_of(line) == step:
+                lines[i] = json.dumps({**json.loads(line), **fields})
+        config_mod.write_atomic(self.path, "".join(ln + "\n" for ln in lines))
+
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -231,12 +240,15 @@ class Trainer:
         self.loader = TrainLoader(self.data.train, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
         self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
         self.window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
+        self.telemetry = GrowthTelemetry()  # loss jump and recovery of each growth event (events.jsonl)
         if loaded is not None:
             checkpoint.load_state(loaded, self.model, self.optimizer)
             self.loader.load_state_dict(loaded.trainer["loader"])
             self.counters = {k: loaded.trainer[k] for k in self.counters}
             self.window = dict(loaded.trainer["window"])
             checkpoint.set_rng_state(loaded.trainer["rng"])
+            if "telemetry" in loaded.trainer:
+                self.telemetry.load_state_dict(loaded.trainer["telemetry"])
         self.sharded = parallel.sharded(cfg, world)
         self.run_model, self.optimizer = parallel.wrap_for_training(self.model, self.optimizer, cfg, world)
         self.autocast = autocast_for(cfg, self.device, self.sharded)
@@ -270,9 +282,10 @@ class Trainer:
         self.model, self.optimizer = parallel.unwrap_for_growth(self.model, self.optimizer, cfg, world)
         self.optimizer = grow(self.model, self.optimizer, stage, cfg)
         self.run_model, self.optimizer = parallel.wrap_for_training(self.model, self.optimizer, cfg, world)
+        self._note(self.telemetry.event(step))
         if world.main:
             self.events.write({"event": "growth", "step": step, "stage": stage.index, "depth": self.model.depth,
-                               "seconds": time.perf_counter() - t0})
+                               "seconds": time.perf_counter() - t0, "loss_jump": None, "recovery_steps": None})
         self.bar.console.print(f"step {step:>6}  grew to depth {self.model.depth} "
                                f"(stage {stage.index}/{len(self.stages)})")
 
@@ -292,12 +305,19 @@ class Trainer:
         self.window["loss"] += loss
         self.window["steps"] += 1
         self.window["wall_s"] += dt
+        self._note(self.telemetry.record(step, loss))
         if not math.isfinite(loss):
             good = checkpoint.list_checkpoints(self.out / "checkpoints")
             raise UserError(f"train.lr: training diverged at step {step + 1} (loss {loss}, lr {lr:.3g}); "
                             + (f"the last good checkpoint is {good[-1]}" if good else "no checkpoint was written")
                             + "; try a lower train.lr")
         return grad_norm
+
+    def _note(self, updates: list[dict[str, Any]]) -> None:
+        """Fill in what the telemetry now knows about earlier growth events."""
+        if self.world.main:
+            for update in updates:
+                self.events.update(update["step"], {k: v for k, v in update.items() if k != "step"})
 
     def log_and_evaluate(self, stage: growth.Stage, step: int, grad_norm: torch.Tensor) -> None:
         """On logging steps, one metrics line (averaged since the last); on evaluation steps, the validation loss and,
@@ -335,7 +355,7 @@ class Trainer:
             return
         if self.world.main or self.sharded:
             trainer_state = {**self.counters, "window": dict(self.window), "depth": self.model.depth,
-                             "loader": self.loader.state_dict()}
+                             "loader": self.loader.state_dict(), "telemetry": self.telemetry.state_dict()}
             checkpoint.save(self.out / "checkpoints", done, self.model, self.optimizer, trainer_state, cfg,
                             keep=cfg.checkpoint.keep, protect=boundary, sharded=self.sharded)
         parallel.barrier(self.world)
@@ -345,6 +365,7 @@ class Trainer:
         cfg, c = self.cfg, self.counters
         if self.last_val is None:  # resumed a run that had already finished
             self.last_val = evaluate(self.model, self.val, self.device, self.autocast)
+        self._note(self.telemetry.close_all())
         stats = {"stages": [{"depth": s.depth, "start_step": s.start_step, "end_step": s.end_step}
                             for s in self.stages],
                  "final_val_loss": self.last_val, "perplexity": math.exp(self.last_val),
