@@ -97,6 +97,10 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert ec["flops"]["mean"] < base["flops"]["mean"]
     report = (out / "report.md").read_text()
     assert "| midas |" in report and "stackwise compare" in report and "isoplot.png" in report
+    (event,) = json.loads((out / "growth_events.json").read_text())  # MIDAS 1 -> 2 layers over 12 steps: step 4
+    assert (event["method"], event["seed"], event["step"], event["depth"]) == ("midas", 0, 4, 2)
+    assert event["gap_before"] is not None and event["gap_after"] is not None
+    assert "| midas | 0 | 4 | 2 |" in report and (out / "growth_events.png").is_file()
     iso = json.loads((out / "isoplot.json").read_text())
     assert [p["step"] for p in iso["midas"]] == [6, 12] and all(0 <= p["accuracy"] <= 1 for p in iso["midas"])
     # chance of the plotted score: var0_basic multiple choice (1 in 5) and arithmetic greedy exact match (0)

@@ -231,6 +231,59 @@ def _fmt(stat: dict[str, Any], digits: int = 3, unit: str = "") -> str:
     return s + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "") + (f" ({stat['n']})" if stat["n"] else "")
 
 
+def _train_losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["train_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def growth_events(out: Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every growth event of every finished run: its step and depth, the run's own loss_jump and recovery_steps
+    (telemetry.py), and the train-loss gap to the baseline run of the same seed (same data order) averaged over the
+    logged steps just before and just after it (a window of 5% of the run, at least 5 steps)."""
+    rows = []
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            run, base = (out / "runs" / label / f"seed{seed}" for label in (arm["label"], BASELINE))
+            if arm["label"] == BASELINE or not all((r / "result.json").is_file() for r in (run, base)):
+                continue
+            log_path = run / "events.jsonl"  # (a run that never grew has none)
+            events = [e for e in map(json.loads, log_path.read_text().splitlines()) if e.get("event") == "growth"] \
+                if log_path.is_file() else []
+            own, ref = _train_losses(run), _train_losses(base)
+            gap = {s: own[s] - ref[s] for s in own if s in ref}
+            width = max(5, max(own) // 20)
+
+            def mean_gap(lo: int, hi: int, gap=gap) -> float | None:
+                vals = [g for s, g in gap.items() if lo <= s < hi]
+                return statistics.fmean(vals) if vals else None
+
+            for e in events:
+                s = e["step"]  # the event happens after s steps: logged steps <= s are before it
+                rows.append({"method": arm["label"], "seed": seed, "step": s, "depth": e["depth"],
+                             "loss_jump": e.get("loss_jump"), "recovery_steps": e.get("recovery_steps"),
+                             "gap_before": mean_gap(s - width + 1, s + 1), "gap_after": mean_gap(s + 1, s + width + 1),
+                             "gap_curve": sorted((t - s, g) for t, g in gap.items() if abs(t - s) <= 4 * width)})
+    return rows
+
+
+def _plot_growth_events(rows: list[dict[str, Any]], path: Path) -> None:
+    methods = sorted({r["method"] for r in rows})
+    fig, axes = _pyplot().subplots(1, len(methods), figsize=(5 * len(methods), 3.5), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        for r in (r for r in rows if r["method"] == method):
+            xs, ys = zip(*r["gap_curve"]) if r["gap_curve"] else ((), ())
+            ax.plot(xs, ys, lw=1, label=f"seed {r['seed']}, step {r['step']} → depth {r['depth']}")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.axhline(0, color="grey", lw=0.8, ls="--")
+        ax.set_title(method)
+        ax.set_xlabel("steps since the growth event (steps <= 0 are before it)")
+        ax.set_ylabel("train loss − same-seed baseline")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _pyplot().close(fig)
+
+
 def build(out: Path, log=print) -> list[dict[str, Any]]:
     out = Path(out)
     spec = _load_spec(out)
@@ -294,6 +347,24 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
     lines += ["", "Arms:", ""]
     for arm in spec["arms"]:
         lines.append(f"- `{arm['label']}`: " + ", ".join(f"`{k}={v}`" for k, v in arm["overrides"].items()))
+    events = growth_events(out, spec)
+    if events:
+        (out / "growth_events.json").write_text(json.dumps(
+            [{k: v for k, v in r.items() if k != "gap_curve"} for r in events], indent=2) + "\n")
+        _plot_growth_events(events, out / "growth_events.png")
+
+        def num(v: float | None, fmt: str = "+.3f") -> str:
+            return "—" if v is None else format(v, fmt)
+
+        lines += ["", "Growth events: the run's train-loss jump against its own pre-event trend, the steps until it is "
+                  "back on that trend (— : not before the next event or the end), and its train-loss gap to the "
+                  "same-seed baseline just before and just after the event (growth_events.json).", "",
+                  "| method | seed | step | depth | loss jump | recovery steps | gap before | gap after |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [f"| {r['method']} | {r['seed']} | {r['step']} | {r['depth']} | {num(r['loss_jump'])} | "
+                  f"{num(r['recovery_steps'], 'd')} | {num(r['gap_before'])} | {num(r['gap_after'])} |"
+                  for r in events]
+        lines += ["", "![growth events](growth_events.png)"]
     if isoplot(out, spec):
         lines += ["", "Isoplot: mean reasoning-primitive accuracy against validation loss at the evaluation steps "
                   "during training (`eval.primitives_every`; numbers in isoplot.json).", "", "![isoplot](isoplot.png)"]
