@@ -194,6 +194,18 @@ def test_optimizer_state_is_copied_from_the_source(optim):
     assert all(not torch.equal(before[n], p) for n, p in model.named_parameters())
 
 
+@pytest.mark.parametrize("init, fresh_new_layers", [("copy", False), ("random", True), ("identity", True)])
+def test_the_default_optimizer_state_policy_follows_the_init(init, fresh_new_layers):
+    """auto: copied layers take their source's moments; random or identity layers start fresh (the confound of
+    handing a fresh layer its source's Adam state is gone by default)."""
+    cfg, stage, model, opt, _, _, _, _ = _grown("midas", init=init, opt_state="auto", L=4, b=1)
+    assert load(None, {}).growth.optimizer_state == "auto"
+    new = set(growth.new_positions(list(stage.source_layers)))
+    for i, layer in enumerate(model.layers):
+        has = bool(opt_state_of(opt, layer.mlp.down_proj.weight))
+        assert has == (i not in new or not fresh_new_layers), (init, i)
+
+
 def test_reset_new_and_reset_all():
     _, stage, model, opt, _, _, _, _ = _grown("midas", opt_state="reset-new", L=4, b=1)
     new = set(growth.new_positions(list(stage.source_layers)))

@@ -96,7 +96,8 @@ class GrowthConfig:
     stage_fractions: list[float] | None = None  # explicit share of each stage instead of alpha; sums to 1
     start_layers: int | None = None  # progressive: depth of stage 1 (default block_size); doubles each stage
     init: str = "copy"  # new layers: copy | random | identity (copy with zeroed output projections)
-    optimizer_state: str = "copy"  # at growth: copy (new params take their source's state) | reset-new | reset-all
+    optimizer_state: str = "auto"  # at growth: copy (new params take their source's state) | reset-new | reset-all;
+    # auto = copy under init copy, reset-new under random or identity (config.optimizer_state_policy)
     rewarmup_steps: int = 0  # optional linear LR re-warmup after each growth event (ablations; 0 = off)
 
 
@@ -129,7 +130,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.parallel": ("none", "ddp", "fsdp"),
     "optim.name": ("adamw", "adafactor", "muon"),
     "growth.init": ("copy", "random", "identity"),
-    "growth.optimizer_state": ("copy", "reset-new", "reset-all"),
+    "growth.optimizer_state": ("auto", "copy", "reset-new", "reset-all"),
 }
 
 
@@ -196,6 +197,15 @@ def check_resume(stored: Config, new: Config) -> None:
             why = ("its LR schedule and growth plan are laid out over it; start a new run to train longer"
                    if key == "train.steps" else "it defines the model, the data order or the plan")
             raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
+
+
+def optimizer_state_policy(g: GrowthConfig) -> str:
+    """The optimizer-state policy at growth. `auto` copies the source's state only when the new layers are copies
+    of their source (init copy): a fresh random layer, or one whose output projections were zeroed (identity), is
+    not the parameter whose gradients the source's moments describe, so it starts with fresh state (reset-new)."""
+    if g.optimizer_state != "auto":
+        return g.optimizer_state
+    return "copy" if g.init == "copy" else "reset-new"
 
 
 def choices(key: str) -> tuple[str, ...] | None:

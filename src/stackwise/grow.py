@@ -10,6 +10,7 @@ import copy
 import torch
 from torch import nn
 
+from stackwise import config as config_mod
 from stackwise import growth, parallel
 from stackwise.config import Config
 from stackwise.model import OUTPUT_PROJECTIONS, Transformer, init_block
@@ -63,5 +64,6 @@ def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: 
         else:
             source_of[name] = name
     new_optimizer = build_optimizer(model, cfg)
-    transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh, cfg.growth.optimizer_state)
+    transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh,
+                   config_mod.optimizer_state_policy(cfg.growth))
     return new_optimizer
