@@ -11,8 +11,8 @@ from rich.console import Console
 from stackwise import checkpoint, growth
 from stackwise.config import load
 from stackwise.errors import UserError
-from stackwise.grow import grow
-from stackwise.model import Transformer
+from stackwise.grow import grow, grow_layers
+from stackwise.model import Block, Transformer
 from stackwise.optim import build_optimizer
 from stackwise.train import train
 
@@ -117,10 +117,11 @@ def test_growth_config_errors(overrides, field):
         load(None, overrides)
 
 
-def _grown(method="midas", init="copy", opt_state="copy", optim="adamw", L=4, b=2):
+def _grown(method="midas", init="copy", opt_state="copy", optim="adamw", L=4, b=2, noise=0.0):
     cfg = load(None, {"model.n_layers": L, "model.d_model": 32, "model.n_heads": 2, "model.vocab_size": 64,
                       "growth.method": method, "growth.block_size": b, "growth.init": init,
-                      "growth.optimizer_state": opt_state, "optim.name": optim, "train.steps": 20})
+                      "growth.optimizer_state": opt_state, "optim.name": optim, "train.steps": 20,
+                      "growth.copy_noise": noise})
     stages = growth.plan(cfg)
     torch.manual_seed(0)
     model = Transformer(cfg.model, n_layers=stages[0].depth)
@@ -162,6 +163,27 @@ def test_identity_init_preserves_the_function():
     torch.testing.assert_close(model(x), logits_before, rtol=0, atol=1e-6)
     new = growth.new_positions(list(stage.source_layers))
     assert all(model.layers[i].mlp.down_proj.weight.abs().sum() == 0 for i in new)
+
+
+@pytest.mark.parametrize("init", ["copy", "identity"])
+def test_copy_noise_breaks_symmetry_and_identity_still_preserves_the_function(init):
+    layers = [Block(load(None, {}).model, i) for i in range(2)]
+    src = [0, 1, 0, 1]
+    torch.manual_seed(0)
+    grown = grow_layers(layers, src, init, 0.02, 4, noise=0.05)
+    assert grown[0] is layers[0] and grown[1] is layers[1]  # kept layers are untouched
+    for i in (2, 3):
+        for (name, new), old in zip(grown[i].named_parameters(), layers[src[i]].parameters(), strict=True):
+            if init == "identity" and name.endswith(("o_proj.weight", "down_proj.weight")):
+                assert new.abs().sum() == 0
+            elif new.ndim == 2:
+                assert float((new - old).detach().std() / old.detach().std()) == pytest.approx(0.05, rel=0.1), name
+            else:
+                assert torch.equal(new, old), name  # norm gains are copied exactly
+    if init == "identity":
+        cfg, _, model, _, _, _, logits_before, x = _grown("midas", init="identity", L=6, b=2, noise=0.05)
+        assert cfg.growth.copy_noise == 0.05
+        torch.testing.assert_close(model(x), logits_before, rtol=0, atol=1e-6)
 
 
 def test_random_init_reinitialises_only_new_layers():

@@ -99,6 +99,7 @@ class GrowthConfig:
     optimizer_state: str = "auto"  # at growth: copy (new params take their source's state) | reset-new | reset-all;
     # auto = copy under init copy, reset-new under random or identity (config.optimizer_state_policy)
     rewarmup_steps: int = 0  # optional linear LR re-warmup after each growth event (ablations; 0 = off)
+    copy_noise: float = 0.0  # noise on copied layers, relative to each weight's std (symmetry breaking; 0 = off)
 
 
 @dataclass
@@ -170,7 +171,7 @@ RANGES: dict[str, Range] = {
     "eval.every": NON_NEGATIVE, "eval.batches": POSITIVE, "eval.sample_tokens": NON_NEGATIVE,
     "eval.primitives_every": NON_NEGATIVE, "eval.primitives_n": POSITIVE, "eval.primitives_shots": NON_NEGATIVE,
     "growth.block_size": POSITIVE, "growth.alpha": Range(0, 10), "growth.stage_fractions": Range(0, 1, lo_open=True),
-    "growth.start_layers": POSITIVE, "growth.rewarmup_steps": NON_NEGATIVE,
+    "growth.start_layers": POSITIVE, "growth.rewarmup_steps": NON_NEGATIVE, "growth.copy_noise": FRACTION,
     "checkpoint.every": NON_NEGATIVE, "checkpoint.keep": POSITIVE,
 }
 

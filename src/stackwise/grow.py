@@ -18,11 +18,14 @@ from stackwise.optim import OptimizerSet, build_optimizer, transfer_state
 
 
 def grow_layers(layers: list[nn.Module], source_map: list[int], init: str, std: float,
-                n_layers: int) -> list[nn.Module]:
+                n_layers: int, noise: float = 0.0) -> list[nn.Module]:
     """The grown list: first occurrences keep the old layer objects, copies are deep copies, then `init` applies.
 
     init: copy (as published) | random (fresh init, same positions) | identity (copy with zeroed output
-    projections: the grown model computes the same function). Every layer's `layer_idx` is renumbered.
+    projections: the grown model computes the same function). With noise > 0, every weight matrix of a copied
+    layer gets Gaussian noise of std noise × that matrix's std (symmetry breaking between a layer and its copy, as
+    Net2Net adds noise to its function-preserving copies); under identity the zeroed output projections stay zero, so
+    the function is still preserved. Every layer's `layer_idx` is renumbered.
     """
     assert all(0 <= s < len(layers) for s in source_map)
     copies = set(growth.new_positions(source_map))
@@ -36,6 +39,12 @@ def grow_layers(layers: list[nn.Module], source_map: list[int], init: str, std: 
                     nn.init.zeros_(p)
         else:
             assert init == "copy", init
+        if noise and init != "random":
+            with torch.no_grad():
+                for name, p in out[i].named_parameters():
+                    zeroed = init == "identity" and any(name.startswith(o) for o in OUTPUT_PROJECTIONS)
+                    if p.ndim == 2 and not zeroed:
+                        p.add_(torch.randn_like(p) * (noise * p.std()))
     for i, layer in enumerate(out):
         layer.layer_idx = i
     return out
@@ -51,7 +60,8 @@ def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: 
     old_params = dict(model.named_parameters())
     device = next(model.parameters()).device
     model.layers = torch.nn.ModuleList(
-        grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers))
+        grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers,
+                    cfg.growth.copy_noise))
     model.to(device)
     fresh_layers = set(growth.new_positions(src))
     source_of, fresh = {}, set()
