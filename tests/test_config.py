@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from stackwise import config as config_mod
 from stackwise.errors import UserError
@@ -73,3 +74,15 @@ def test_bad_yaml_and_missing_file(tmp_path):
     flat.write_text("steps: 3\n")
     with pytest.raises(UserError, match="section 'steps' must be a mapping"):
         config_mod.load(flat)
+
+
+def test_a_saved_config_from_before_a_field_existed_keeps_the_older_behaviour(tmp_path):
+    from stackwise.config import Config, from_dict, load
+
+    tree = Config().to_dict()
+    del tree["data"]["tokenizer_sample_mb"]  # written before BPE trained on a sample: it trained on everything
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    assert load(path, saved=True).data.tokenizer_sample_mb is None
+    assert from_dict(tree).data.tokenizer_sample_mb is None
+    assert load(path).data.tokenizer_sample_mb == 16.0  # as a recipe, today's default

@@ -126,7 +126,7 @@ def cmd_train(args: argparse.Namespace, console: Console) -> None:
             raise UserError(f"--resume: {run_dir} is not a run directory (no config.yaml)")
         if args.out and Path(args.out) != run_dir:
             raise UserError("--out: a resumed run continues in its own directory; drop --out")
-        cfg = config_mod.load(run_dir / "config.yaml", _overrides(args))
+        cfg = config_mod.load(run_dir / "config.yaml", _overrides(args), saved=True)
         result = train(cfg, run_dir, resume=True, console=console)
     else:
         cfg = config_mod.load(args.config or DEFAULT_RECIPE, _overrides(args))

@@ -318,8 +318,18 @@ def resolve_recipe(path: str | Path) -> Path:
     raise UserError(f"config file not found: {path}")
 
 
-def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
-    """Defaults, then the recipe (YAML), then dotted overrides; validated."""
+# Fields added after runs were first saved, with the value that reproduces the older behaviour: a saved (fully
+# resolved) config that lacks one gets this value, not today's default, so an older run resumes as it ran.
+SAVED_BEFORE = {"data.tokenizer_sample_mb": None}
+
+
+def _saved(flat: dict[str, Any]) -> dict[str, Any]:
+    return {**{k: v for k, v in SAVED_BEFORE.items() if k not in flat}, **flat}
+
+
+def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None, saved: bool = False) -> Config:
+    """Defaults, then the recipe (YAML), then dotted overrides; validated. saved=True: the YAML is a run's own
+    config.yaml (fields it lacks are older than it: SAVED_BEFORE)."""
     cfg = Config()
     if path is not None:
         p = resolve_recipe(path)
@@ -332,7 +342,8 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         except OSError as e:
             raise UserError(f"{p}: cannot read ({e.strerror})") from None
         try:
-            apply(cfg, flatten(tree, str(p)))
+            flat = flatten(tree, str(p))
+            apply(cfg, _saved(flat) if saved else flat)
         except UserError as e:
             raise UserError(f"{p}: {e}") from None
     apply(cfg, overrides or {})
@@ -341,7 +352,8 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
 
 
 def from_dict(tree: dict[str, Any]) -> Config:
-    cfg = apply(Config(), flatten(tree, "config"))
+    """A saved config (a run's or a checkpoint's config.yaml, parsed)."""
+    cfg = apply(Config(), _saved(flatten(tree, "config")))
     validate(cfg)
     return cfg
 
