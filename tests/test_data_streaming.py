@@ -4,13 +4,16 @@ change, encoded in bounded batches, written incrementally; an interrupted prepar
 from __future__ import annotations
 
 import gzip
+import json
 import random
 
 import numpy as np
 import pytest
+import zstandard
 
 from stackwise import data as data_mod
 from stackwise.data import sources, tokenizer
+from stackwise.errors import UserError
 
 WORDS = "the cat dog sat on a mat and ran to house big small red blue it was she he saw".split()
 
@@ -59,6 +62,9 @@ def test_a_giant_line_and_many_small_files_give_the_reference_tokens(tok, tmp_pa
         if i % 7 == 0:
             name = name.with_suffix(".txt.gz")
             name.write_bytes(gzip.compress(text.encode()))
+        elif i % 11 == 0:
+            name = name.with_suffix(".txt.zst")
+            name.write_bytes(zstandard.ZstdCompressor().compress(text.encode()))
         else:
             name.write_text(text)
     order = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -132,3 +138,15 @@ def test_peak_memory_of_preparing_a_big_file_does_not_follow_its_size(tmp_path):
     assert os.waitstatus_to_exitcode(status) == 0 and int(proc.stdout.read()) > size // 8
     peak = usage.ru_maxrss * 1024  # whole-file encoding took ~200 bytes per character: ~4 GiB here
     assert peak < 2**30, f"peak {peak / 2**20:.0f} MiB for a {size / 2**20:.0f} MiB text"
+
+
+def test_compressed_jsonl_and_a_corrupt_archive(tok, tmp_path):
+    rows = [{"text": f"document {i} the cat sat"} for i in range(5)]
+    body = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    (tmp_path / "a.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(body))
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(body))
+    for name in ("a.jsonl.zst", "b.jsonl.gz"):
+        assert list(sources.documents(str(tmp_path / name), "train")) == [r["text"] for r in rows]
+    (tmp_path / "bad.txt.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(UserError, match="bad.txt.gz could not be read"):
+        list(sources.pieces(str(tmp_path / "bad.txt.gz"), "train"))

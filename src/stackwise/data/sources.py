@@ -4,7 +4,7 @@ A source spec is a string (the `data.train` / `data.val` fields):
   bundled            the public-domain corpus shipped inside the package (docs/corpus.md)
   PATH.txt           one document per file (read a megabyte at a time: any size)
   PATH.jsonl         one document per line, its text in `data.text_field`
-                     (either may be compressed: .txt.gz, .jsonl.gz, .txt.xz, .jsonl.xz)
+                     (either may be compressed: .gz, .xz, or .zst with `pip install -e ".[zst]"`)
   FOLDER             every such file below it, in sorted order
   hf:NAME[:SPLIT]    a Hugging Face dataset, streamed (needs `pip install -e ".[hf]"`); SPLIT defaults to the split
                      asked for
@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import io
 import json
 import lzma
 from collections.abc import Iterator
@@ -27,7 +28,15 @@ from stackwise.errors import UserError
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 HF_PREFIX = "hf:"
 TEXT_SUFFIXES = (".txt", ".jsonl")
-COMPRESSED = {".gz": gzip.open, ".xz": lzma.open}
+def _open_zstd(path: Path, mode: str):
+    try:
+        import zstandard
+    except ImportError:
+        raise UserError(f"{path}: .zst files need the optional extra: pip install -e \".[zst]\"") from None
+    return io.BufferedReader(zstandard.open(path, mode))  # (buffered: line by line for .jsonl.zst)
+
+
+COMPRESSED = {".gz": gzip.open, ".xz": lzma.open, ".zst": _open_zstd}
 READ_BYTES = 1 << 20
 
 
@@ -128,8 +137,10 @@ def _text_chunks(path: Path, key: str) -> Iterator[str]:
             yield decoder.decode(b"", final=True)
     except UnicodeDecodeError:
         raise UserError(f"{key}: {path} is not UTF-8 text") from None
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise UserError(f"{key}: {path} could not be read ({e})") from None
+    except UserError:
+        raise
+    except Exception as e:  # OSError, a corrupt archive (EOFError, LZMAError, ZstdError, ...)
+        raise UserError(f"{key}: {path} could not be read ({type(e).__name__}: {e})") from None
 
 
 def _text_lines(path: Path, key: str) -> Iterator[str]:
@@ -139,8 +150,10 @@ def _text_lines(path: Path, key: str) -> Iterator[str]:
                 yield raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{key}: {path} is not UTF-8 text") from None
-    except (OSError, EOFError, lzma.LZMAError) as e:
-        raise UserError(f"{key}: {path} could not be read ({e})") from None
+    except UserError:
+        raise
+    except Exception as e:  # OSError, a corrupt archive (EOFError, LZMAError, ZstdError, ...)
+        raise UserError(f"{key}: {path} could not be read ({type(e).__name__}: {e})") from None
 
 
 def _marked(parts: Iterator[str], where: str) -> Iterator[tuple[str, bool, str]]:
