@@ -122,32 +122,24 @@ def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
         return
     for path in _local_files(spec, key):
         if _kind(path) == ".jsonl":
-            yield from _jsonl_documents(_text_lines(path, key), str(path), text_field)
+            yield from _jsonl_documents(_text(path, key, lines=True), str(path), text_field)
         else:
-            yield "".join(_text_chunks(path, key))
+            yield "".join(_text(path, key))
 
 
-def _text_chunks(path: Path, key: str) -> Iterator[str]:
-    """A file's text, decoded a megabyte at a time (a UserError names a file that is not UTF-8)."""
+def _text(path: Path, key: str, lines: bool = False) -> Iterator[str]:
+    """A file's text, line by line (lines=True) or a megabyte at a time through an incremental UTF-8 decoder. A
+    UserError names a file that is not UTF-8 or cannot be read (a corrupt archive included)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     try:
         with _open_binary(path) as f:
+            if lines:
+                for raw in f:
+                    yield raw.decode("utf-8")
+                return
             while raw := f.read(READ_BYTES):
                 yield decoder.decode(raw)
             yield decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise UserError(f"{key}: {path} is not UTF-8 text") from None
-    except UserError:
-        raise
-    except Exception as e:  # OSError, a corrupt archive (EOFError, LZMAError, ZstdError, ...)
-        raise UserError(f"{key}: {path} could not be read ({type(e).__name__}: {e})") from None
-
-
-def _text_lines(path: Path, key: str) -> Iterator[str]:
-    try:
-        with _open_binary(path) as f:
-            for raw in f:
-                yield raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{key}: {path} is not UTF-8 text") from None
     except UserError:
@@ -167,10 +159,10 @@ def _marked(parts: Iterator[str], where: str) -> Iterator[tuple[str, bool, str]]
 
 def _file_pieces(path: Path, key: str, text_field: str) -> Iterator[tuple[str, bool, str]]:
     if _kind(path) == ".jsonl":
-        for doc in _jsonl_documents(_text_lines(path, key), str(path), text_field):
+        for doc in _jsonl_documents(_text(path, key, lines=True), str(path), text_field):
             yield from _marked(tokenizer.pieces(doc), str(path))
     else:
-        yield from _marked(tokenizer.stream_pieces(_text_chunks(path, key)), str(path))
+        yield from _marked(tokenizer.stream_pieces(_text(path, key)), str(path))
 
 
 def _streams(spec: str, split: str, text_field: str) -> list[Iterator[tuple[str, bool, str]]]:
