@@ -62,21 +62,9 @@ def _cut(text: str, start: int, end: int) -> int:
     return end
 
 
-def sample(texts: Iterable[str], max_bytes: float | None) -> Iterator[str]:
-    """The pieces of `texts` in order, up to max_bytes of UTF-8 (whole pieces; None: everything)."""
-    left = max_bytes
-    for text in texts:
-        for piece in pieces(text):
-            if left is not None:
-                if left <= 0:
-                    return
-                left -= len(piece.encode())
-            yield piece
-
-
-def train_bpe(texts: Iterable[str], vocab_size: int, sample_mb: float | None = None) -> Tokenizer:
-    """A byte-level BPE trained on the texts, cut into bounded pieces (see `pieces`), or on their first sample_mb MB:
-    time and memory then stay bounded however large, or however pathological, the corpus."""
+def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+    """A byte-level BPE trained on the texts, cut into bounded pieces (see `pieces`), so its time and memory stay
+    bounded however pathological the text. (data.prepare passes it a bounded sample: sources.sample.)"""
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -86,7 +74,7 @@ def train_bpe(texts: Iterable[str], vocab_size: int, sample_mb: float | None = N
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(sample(texts, None if sample_mb is None else sample_mb * 2**20), trainer=trainer)
+    tok.train_from_iterator((p for text in texts for p in pieces(text)), trainer=trainer)
     return tok
 
 
