@@ -5,7 +5,8 @@
 For each size (MB), one .txt file is made by repeating the bundled training text (documents separated by a blank
 line), then `stackwise`'s data preparation (`data.prepare`: BPE on a `data.tokenizer_sample_mb` sample, then
 streaming tokenization of the whole file into a token file) runs in a fresh process with an empty cache. Its wall
-time and its own peak resident memory (`wait4`) are recorded; sizes run one after another, never two at once.
+time and the peak resident memory of its whole process tree (it and its worker processes, summed:
+peak_memory.py) are recorded; sizes run one after another, never two at once.
 Prints a markdown table (also written to OUT/data_prep.md).
 """
 
@@ -15,11 +16,14 @@ import argparse
 import json
 import lzma
 import os
+import random
 import shutil
+import string
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import peak_memory
 
 BUNDLED = Path(__file__).parents[1] / "src" / "stackwise" / "data" / "bundled" / "train.jsonl.xz"
 PREPARE = """
@@ -31,17 +35,28 @@ print(len(prep.train))
 """
 
 
-def make_corpus(path: Path, mb: int) -> int:
+def make_corpus(path: Path, mb: int, fresh_words: bool = False) -> int:
+    """The bundled text repeated to `mb` MB; with fresh_words, each repetition after the first has its letters
+    permuted (a seeded substitution per repetition), so no word repeats across repetitions: a corpus whose
+    vocabulary keeps growing, the hard case for a cache of words."""
     with lzma.open(BUNDLED, "rt") as f:
         text = "\n\n".join(json.loads(line)["text"] for line in f) + "\n\n"
-    block = text.encode()
+    rng = random.Random(0)
     target = mb * 10**6
     with path.open("wb") as f:
-        written = 0
+        written, rep = 0, 0
         while written < target:
-            piece = block[:target - written]
+            block = text
+            if fresh_words and rep:
+                lower = list(string.ascii_lowercase)
+                rng.shuffle(lower)
+                table = str.maketrans(string.ascii_lowercase + string.ascii_uppercase,
+                                      "".join(lower) + "".join(lower).upper())
+                block = text.translate(table)
+            piece = block.encode()[:target - written]
             f.write(piece)
             written += len(piece)
+            rep += 1
     return written
 
 
@@ -49,27 +64,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="50,200,1000", help="corpus sizes in MB (10^6 bytes)")
     ap.add_argument("--out", default="runs/data-prep")
+    ap.add_argument("--fresh-words", action="store_true",
+                    help="permute the letters of each repetition of the bundled text (a growing vocabulary)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for mb in (int(x) for x in args.sizes.split(",")):
         corpus = out / f"corpus-{mb}mb.txt"
-        size = make_corpus(corpus, mb)
+        size = make_corpus(corpus, mb, args.fresh_words)
         cache = out / "cache"
         shutil.rmtree(cache, ignore_errors=True)
-        t0 = time.monotonic()
         with (out / f"prepare-{mb}mb.log").open("w") as log:
-            proc = subprocess.Popen([sys.executable, "-c", PREPARE, str(corpus)], stdout=log, stderr=subprocess.STDOUT,
-                                    env={**os.environ, "STACKWISE_CACHE": str(cache)})
-            _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.monotonic() - t0
-        code = os.waitstatus_to_exitcode(status)
+            code, seconds, peak, _ = peak_memory.run([sys.executable, "-c", PREPARE, str(corpus)], stdout=log,
+                                                     stderr=subprocess.STDOUT,
+                                                     env={**os.environ, "STACKWISE_CACHE": str(cache)})
         tokens = (out / f"prepare-{mb}mb.log").read_text().strip().splitlines()[-1] if code == 0 else "failed"
         rows.append({"mb": size / 1e6, "seconds": seconds, "mb_per_s": size / 1e6 / seconds,
-                     "peak_gib": usage.ru_maxrss / 2**20, "tokens": tokens, "exit": code})
+                     "peak_gib": peak / 2**30, "tokens": tokens, "exit": code})
         print(f"{size / 1e6:.0f} MB: {seconds:.0f} s, {size / 1e6 / seconds:.2f} MB/s, peak "
-              f"{usage.ru_maxrss / 2**20:.2f} GiB, {tokens} tokens (exit {code})", flush=True)
+              f"{peak / 2**30:.2f} GiB, {tokens} tokens (exit {code})", flush=True)
         corpus.unlink()
         shutil.rmtree(cache, ignore_errors=True)
     table = ["| corpus | end-to-end time | MB/s | peak memory | training tokens |", "|---:|---:|---:|---:|---:|"]

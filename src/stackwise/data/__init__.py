@@ -7,8 +7,12 @@ a changed corpus or vocab size rebuilds and an unchanged one is reused across ru
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
+import sys
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +29,7 @@ from rich.progress import (
 from tokenizers import Tokenizer
 
 from stackwise.config import Config
-from stackwise.data import sources, tokenizer, tokens
+from stackwise.data import sources, tokenizer, tokens, word_cache
 from stackwise.errors import UserError
 
 TOKENIZER_VERSION = "bytelevel-bpe-1"
@@ -76,29 +80,81 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
     return tok, path
 
 
-def encode_pieces(tok: Tokenizer, marked, batch_pieces: int = 256,
-                  batch_chars: int = 1 << 20) -> Iterator[tuple[np.ndarray, int]]:
-    """Token ids of a stream of (piece, ends a document, where), encoded in batches of bounded size (an encoding
-    holds ~100 bytes per token) on all cores, with the end-of-text token after each document. Yields (ids, bytes of
-    text they came from)."""
-    eos = np.asarray([tokenizer.eos_id(tok)], dtype=np.uint32)
+PARALLEL_AFTER_BYTES = 8 << 20  # a source bigger than this is encoded by one worker process per core
+
+
+def encode_pieces(tok: Tokenizer, marked, batch_pieces: int = 256, batch_chars: int = 1 << 20,
+                  workers: int | None = None) -> Iterator[tuple[np.ndarray, int]]:
+    """Token ids of a stream of (piece, ends a document, where), encoded in batches of bounded size with the
+    end-of-text token after each document. Yields (ids, bytes of text they came from).
+
+    A byte-level BPE of the kind stackwise trains goes through word_cache (exactly the same tokens, several times
+    faster): in this process for the first PARALLEL_AFTER_BYTES, then, for a bigger source, in one worker process per
+    core (`workers`, default: the cores this process may use) with a bounded number of batches in flight. Any other
+    tokenizer encodes with `tokenizers` on all cores."""
+    eos = tokenizer.eos_id(tok)
+    batches = _batches(marked, batch_pieces, batch_chars)
+    if not word_cache.supports(tok):
+        for batch in batches:
+            encodings = tok.encode_batch_fast([p for p, _ in batch], add_special_tokens=False)
+            ids = [np.asarray(enc.ids + ([eos] if last else []), dtype=np.uint32)
+                   for enc, (_, last) in zip(encodings, batch, strict=True)]
+            yield np.concatenate(ids), _nbytes(batch)
+        return
+    cache = word_cache.WordCache(tok, eos)
+    done = 0
+    for batch in batches:
+        yield cache.encode(batch), _nbytes(batch)
+        done += _nbytes(batch)
+        if done >= PARALLEL_AFTER_BYTES:
+            break
+    else:
+        return
+    workers = workers or (len(os.sched_getaffinity(0)) if sys.platform == "linux" else 1)
+    if workers < 2:
+        for batch in batches:
+            yield cache.encode(batch), _nbytes(batch)
+        return
+    del cache
+    # Forked like PyTorch's DataLoader workers: `spawn` and `forkserver` would re-run the caller's main module in each
+    # worker (a script that calls prepare() at top level would recurse). The workers run only numpy, regex and
+    # tokenizers (without its thread pool: TOKENIZERS_PARALLELISM is false while they start).
+    saved = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        with ProcessPoolExecutor(workers, multiprocessing.get_context("fork"), word_cache.init_worker,
+                                 (tok.to_str(), eos)) as pool:
+            pending: deque = deque()
+            for batch in batches:
+                pending.append((pool.submit(word_cache.encode_in_worker, batch), _nbytes(batch)))
+                if len(pending) >= 2 * workers:
+                    future, nbytes = pending.popleft()
+                    yield future.result(), nbytes
+            while pending:
+                future, nbytes = pending.popleft()
+                yield future.result(), nbytes
+    finally:
+        if saved is None:
+            os.environ.pop("TOKENIZERS_PARALLELISM", None)
+        else:
+            os.environ["TOKENIZERS_PARALLELISM"] = saved
+
+
+def _batches(marked, batch_pieces: int, batch_chars: int) -> Iterator[list[tuple[str, bool]]]:
     batch: list[tuple[str, bool]] = []
-
-    def flush():
-        encodings = tok.encode_batch_fast([p for p, _ in batch], add_special_tokens=False)
-        for enc, (piece, last) in zip(encodings, batch, strict=True):
-            ids = np.asarray(enc.ids, dtype=np.uint32)
-            yield (np.concatenate([ids, eos]) if last else ids), len(piece.encode())
-        batch.clear()
-
     chars = 0
     for piece, last, _ in marked:
         batch.append((piece, last))
         chars += len(piece)
         if len(batch) >= batch_pieces or chars >= batch_chars:
-            yield from flush()
-            chars = 0
-    yield from flush()
+            yield batch
+            batch, chars = [], 0
+    if batch:
+        yield batch
+
+
+def _nbytes(batch: list[tuple[str, bool]]) -> int:
+    return sum(len(p.encode()) for p, _ in batch)
 
 
 def _progress(console: Console, what: str, total: int | None) -> Progress:
