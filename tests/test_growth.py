@@ -3,12 +3,13 @@
 import json
 import math
 import shutil
+from fractions import Fraction
 
 import pytest
 import torch
 from rich.console import Console
 
-from stackwise import checkpoint, growth
+from stackwise import checkpoint, growth, operators
 from stackwise.config import load
 from stackwise.errors import UserError
 from stackwise.grow import grow, grow_layers
@@ -79,13 +80,26 @@ def test_prop_alpha_boundaries(alpha, T):
     assert stages[0].start_step == 0 and stages[-1].end_step == T
     assert all(a.end_step == b.start_step for a, b in zip(stages, stages[1:]))
     assert sum(s.steps for s in stages) == T
-    norm = sum(i ** alpha for i in range(1, 7))
-    for i, s in enumerate(stages, 1):  # cumulative floor: B_i = floor(T * sum_{j<=i} j^a / sum j^a)
-        assert s.end_step == (T if i == 6 else math.floor(T * sum(j ** alpha for j in range(1, i + 1)) / norm))
+    w = [Fraction(str(j ** alpha)) for j in range(1, 7)]
+    for i, s in enumerate(stages, 1):  # cumulative floor: B_i = floor(T * sum_{j<=i} j^a / sum j^a), exactly
+        assert s.end_step == (T if i == 6 else math.floor(T * sum(w[:i]) / sum(w)))
     if alpha == 0 and T % 6 == 0:
         assert {s.steps for s in stages} == {T // 6}
     if alpha > 0:
         assert all(a.steps <= b.steps + 1 for a, b in zip(stages, stages[1:]))
+
+
+@pytest.mark.parametrize("fractions", [["0.1", "0.7", "0.2"], ["0.3", "0.7"], ["0.2", "0.2", "0.6"],
+                                       ["0.05", "0.15", "0.35", "0.45"], ["0.6", "0.1", "0.1", "0.1", "0.1"]])
+def test_stage_fraction_boundaries_are_exact(fractions):
+    """Float sums used to floor a boundary one step short ([0.1, 0.7, 0.2] of T=10 gave 0, 1, 7, 10): every T < 5000
+    against exact rational arithmetic on the fractions as written."""
+    exact = [Fraction(f) for f in fractions]
+    for T in range(1, 5000):
+        want = [0, *(math.floor(T * sum(exact[:i])) for i in range(1, len(exact))), T]
+        assert operators.stage_bounds(T, len(exact), 1.0, [float(f) for f in fractions]) == want, T
+    if fractions == ["0.1", "0.7", "0.2"]:
+        assert operators.stage_bounds(10, 3, 1.0, [0.1, 0.7, 0.2]) == [0, 1, 8, 10]
 
 
 def test_stage_fractions_and_speedups():

@@ -23,6 +23,7 @@ import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from stackwise.errors import UserError
@@ -89,10 +90,12 @@ def stage_depths(method: str, n_layers: int, b: int, start: int | None) -> list[
 
 def stage_bounds(total_steps: int, k: int, alpha: float, fractions: list[float] | None) -> list[int]:
     """PROP-α: cumulative-floor boundaries B_0 = 0 < … < B_k = T, stage i's share proportional to i^α (or to the
-    explicit fractions), so rounding never accumulates and the last stage ends exactly at T."""
-    weights = list(fractions) if fractions else [i ** alpha for i in range(1, k + 1)]
+    explicit fractions), so rounding never accumulates and the last stage ends exactly at T. Computed in exact
+    rational arithmetic on the weights as written (0.1 is 1/10, not the nearest binary float), so a boundary is
+    never floored one step short by float sums (e.g. fractions [0.1, 0.7, 0.2] of T = 10 give 0, 1, 8, 10)."""
+    weights = [Fraction(str(w)) for w in (fractions or [i ** alpha for i in range(1, k + 1)])]
     total = sum(weights)
-    out, acc = [0], 0.0
+    out, acc = [0], Fraction(0)
     for w in weights[:-1]:
         acc += w
         out.append(math.floor(total_steps * acc / total))
