@@ -3,6 +3,7 @@ import json
 import pytest
 
 from stackwise import compare
+from stackwise import report as report_mod
 from stackwise.cli import main
 from stackwise.errors import UserError
 from stackwise.speedup import compute_equivalent_speedup, cost_to_reach, iso_loss_speedup
@@ -97,6 +98,10 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert ec["flops"]["mean"] < base["flops"]["mean"]
     report = (out / "report.md").read_text()
     assert "| midas |" in report and "stackwise compare" in report and "isoplot.png" in report
+    assert report.index("## Headline: the mean over seeds") < report.index("## Per seed")
+    assert midas["paired_final_loss_diff"]["mean"] == pytest.approx(
+        midas["final_val_loss"]["mean"] - base["final_val_loss"]["mean"])
+    assert base["mean_curve_speedup"]["flops"] == pytest.approx(1.0)
     (event,) = json.loads((out / "growth_events.json").read_text())  # MIDAS 1 -> 2 layers over 12 steps: step 4
     assert (event["method"], event["seed"], event["step"], event["depth"]) == ("midas", 0, 4, 2)
     assert event["gap_before"] is not None and event["gap_after"] is not None
@@ -121,3 +126,38 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
 def test_report_on_a_non_comparison_dir(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "compare.json" in capsys.readouterr().err
+
+
+def _curve(flops: list[float], val: list[float]) -> report_mod.Curve:
+    return report_mod.Curve(steps=list(range(len(val))), flops=flops, wall=flops, calibrated_wall=flops, val=val,
+                            depth_at=[], boundaries=[])
+
+
+def test_paired_difference_has_a_t_interval():
+    d = report_mod.paired_difference([0.1, 0.2, 0.3])
+    half = 4.303 * 0.1 / 3 ** 0.5
+    assert d["mean"] == pytest.approx(0.2) and d["ci95"] == pytest.approx([0.2 - half, 0.2 + half]) and d["n"] == 3
+    assert report_mod.paired_difference([0.5])["ci95"] is None
+    assert report_mod.paired_difference([])["mean"] is None
+    assert report_mod.paired_difference([0.0] * 40)["ci95"] == [0.0, 0.0]
+
+
+def test_the_headline_counts_the_seeds_that_never_reach_the_baseline():
+    """Seed 0 reaches the baseline at half its FLOPs (2x), seed 1 never does: the per-seed speedup reads 2x from
+    1 of 2 seeds, while the seed-mean curve stays above the baseline's mean final loss and the paired difference
+    is positive."""
+    costs = [1.0, 2.0, 3.0, 4.0]
+    base = {0: _curve(costs, [5.0, 4.0, 3.0, 2.0]), 1: _curve(costs, [5.0, 4.0, 3.0, 2.0])}
+    good = _curve(costs, [4.0, 2.0, 1.9, 1.8])
+    bad = _curve(costs, [5.0, 4.5, 4.0, 3.0])
+    none, method = report_mod.summarize({"none": base, "midas": {0: good, 1: bad}})
+    assert method["reached_baseline_loss"] == "1/2" and method["iso_loss_speedup"]["flops"]["mean"] == pytest.approx(2)
+    assert method["paired_final_loss_diff"]["mean"] == pytest.approx((1.8 - 2 + 3.0 - 2) / 2)
+    curve = method["mean_curve_speedup"]
+    assert curve["flops"] is None and curve["gap"] == pytest.approx(2.4 - 2.0)  # mean curve ends at (1.8 + 3) / 2
+    assert none["mean_curve_speedup"]["flops"] == pytest.approx(1.0)
+    line = report_mod._headline(method)
+    assert "| midas | 2 |" in line and "— / — (gap +0.400)" in line and "| 1/2 |" in line and "1.800 / 3.000" in line
+    # both seeds good: the mean curve reaches the baseline's final loss at 2 FLOPs, a 2x speedup
+    _, method = report_mod.summarize({"none": base, "midas": {0: good, 1: good}})
+    assert method["mean_curve_speedup"]["flops"] == pytest.approx(2.0) and method["mean_curve_speedup"]["gap"] == 0

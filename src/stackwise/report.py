@@ -128,7 +128,42 @@ def summarize(curves: dict[str, dict[int, Curve]]) -> list[dict[str, Any]]:
         row["reached_baseline_loss"] = f"{sum(g == 0 for g in gaps)}/{len(gaps)}"
         row["gap_to_baseline_loss"] = _mean_std(gaps)
         row["compute_equivalent_speedup"] = ce
+        row["paired_final_loss_diff"] = paired_difference([by_seed[s].val[-1] - base[s].val[-1] for s in seeds])
+        row["mean_curve_speedup"] = _mean_curve_speedup([base[s] for s in seeds], [by_seed[s] for s in seeds])
+        row["per_seed_final_val_loss"] = {str(s): by_seed[s].val[-1] for s in seeds}
         out.append(row)
+    return out
+
+
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
+
+
+def paired_difference(diffs: list[float]) -> dict[str, Any]:
+    """Mean of per-seed paired differences (method − same-seed baseline) with its 95% t-interval (None below 2
+    seeds): the honest answer to "is it better on average", whatever a single seed says."""
+    n = len(diffs)
+    if n == 0:
+        return {"mean": None, "ci95": None, "n": 0}
+    mean = statistics.fmean(diffs)
+    if n < 2:
+        return {"mean": mean, "ci95": None, "n": 1}
+    half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * statistics.stdev(diffs) / n ** 0.5
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": n}
+
+
+def _mean_curve_speedup(base: list[Curve], runs: list[Curve]) -> dict[str, Any]:
+    """Iso-loss speedup of the method's seed-mean validation curve against the baseline's seed-mean curve (costs
+    averaged over seeds at each evaluation step), in FLOPs and calibrated time: unlike the per-seed speedups it
+    counts the seeds that never reach the baseline, because they pull the mean curve up. `gap`: how far above the
+    baseline's mean final loss the mean curve stays (0 when it gets there)."""
+    out: dict[str, Any] = {"flops": None, "calibrated_wall": None, "gap": None}
+    for attr in ("flops", "calibrated_wall") if runs else ():
+        bx, bmean, _ = _mean_curve(base, attr)
+        x, mean, _ = _mean_curve(runs, attr)
+        if not (np.isnan(bx).any() or np.isnan(x).any()):  # (calibrated time is NaN until calibration ran)
+            out[attr], out["gap"] = iso_loss_speedup(list(bx), list(bmean), list(x), list(mean))
     return out
 
 
@@ -231,6 +266,27 @@ def _fmt(stat: dict[str, Any], digits: int = 3, unit: str = "") -> str:
     return s + (f" ± {stat['std']:.{digits}f}" if stat["n"] > 1 else "") + (f" ({stat['n']})" if stat["n"] else "")
 
 
+def _headline(row: dict[str, Any]) -> str:
+    diff, curve = row["paired_final_loss_diff"], row["mean_curve_speedup"]
+    if row["method"] == BASELINE:
+        paired = "(reference)"
+    elif diff["mean"] is None:
+        paired = "—"
+    else:
+        paired = f"{diff['mean']:+.4f}" + ("" if diff["ci95"] is None else
+                                           f" [{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]")
+
+    def speed(v: float | None) -> str:
+        return "—" if v is None else f"{v:.2f}×"
+
+    reached = speed(curve["flops"]) + " / " + speed(curve["calibrated_wall"])
+    if curve["flops"] is None and curve["gap"]:
+        reached += f" (gap {curve['gap']:+.3f})"
+    seeds = " / ".join(f"{v:.3f}" for v in row["per_seed_final_val_loss"].values())
+    return (f"| {row['method']} | {len(row['seeds'])} | {_fmt(row['final_val_loss'], 4)} | {paired} | {reached} | "
+            f"{row['reached_baseline_loss']} | {seeds} |")
+
+
 def _train_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["train_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
@@ -324,6 +380,16 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         "checkpointing and the calibration pass excluded; compilation is inside the first steps). Calibrated time "
         "re-costs every run's steps with per-depth step times measured in one interleaved pass at the end "
         f"({', '.join(f'depth {d}: {s * 1000:.1f} ms' for d, s in sorted(step_s.items()))}).", "",
+        "## Headline: the mean over seeds", "",
+        "Paired difference: the method's final validation loss minus the same-seed baseline's, mean over seeds with "
+        "its 95% t-interval (negative: better than the baseline). Mean-curve speedup: the iso-loss speedup of the "
+        "method's seed-mean validation curve against the baseline's seed-mean curve, so seeds that never reach the "
+        "baseline count (— with the gap left when the mean curve never gets there).", "",
+        "| method | seeds | final val loss | paired difference to baseline [95% CI] | mean-curve speedup (FLOPs / "
+        "calibrated) | seeds reaching the baseline's loss | per seed |",
+        "|---|---:|---:|---:|---:|---:|---|",
+        *[_headline(row) for row in summary if "final_val_loss" in row],
+        "", "## Per seed: speedups of the seeds that reached the baseline (mean ± std over those seeds)", "",
         "| method | final val loss | FLOPs | wall s | calibrated s | reached baseline loss | iso-loss speedup "
         "(FLOPs / wall / calibrated) | compute-equivalent speedup (FLOPs / wall / calibrated) |",
         "|---|---:|---:|---:|---:|---:|---|---|",
