@@ -331,3 +331,32 @@ def test_method_none_reproduces_the_pre_growth_trainer(tiny_cfg, tmp_path):
     for (s, loss, val), (s2, loss2, val2) in zip(got, PRE_GROWTH, strict=True):
         assert s == s2 and loss == pytest.approx(loss2, rel=1e-6)
         assert (val is None and val2 is None) or val == pytest.approx(val2, rel=1e-6)
+
+
+def test_lr_drop_and_depth_lr_reach_the_optimizer_at_every_step(tiny_cfg, tmp_path, monkeypatch):
+    """The two LR stabilizers, end to end: at each step of a grown run the optimizer's groups get the schedule times
+    lr_drop^(events so far), and the blocks' groups that times (n_layers / depth)^e; the logged LR is the former."""
+    import stackwise.train as train_mod
+    from stackwise.optim import lr_at
+
+    calls = []
+    real = train_mod.set_lr
+    monkeypatch.setattr(train_mod, "set_lr", lambda opt, lr, block_lr=None: calls.append((lr, block_lr, [
+        (g.get("blocks"), g["lr"]) for g in opt.param_groups])) or real(opt, lr, block_lr))
+    cfg = tiny_cfg(model__n_layers=4, growth__method="midas", growth__block_size=1, train__steps=12,
+                   growth__lr_drop=0.5, growth__depth_lr_exponent=0.5, eval__every=0)
+    train(cfg, tmp_path / "run", console=QUIET)
+    plain = tiny_cfg(model__n_layers=4, train__steps=12)
+    stages = growth.plan(cfg)
+    assert len(calls) == 12 and len(stages) == 4
+    for step, (lr, block_lr, _) in enumerate(calls):
+        stage = next(s for s in stages if s.start_step <= step < s.end_step)
+        assert lr == pytest.approx(lr_at(step, plain) * 0.5 ** (stage.index - 1))
+        assert block_lr == pytest.approx(lr * (4 / stage.depth) ** 0.5)
+    for r in _metrics(tmp_path / "run"):
+        stage = next(s for s in stages if s.start_step < r["step"] <= s.end_step)
+        assert r["lr"] == pytest.approx(lr_at(r["step"] - 1, plain) * 0.5 ** (stage.index - 1))
+    # a fixed-depth baseline is unchanged by depth_lr_exponent (factor 1 at the target depth): identical losses
+    train(tiny_cfg(train__steps=4, eval__every=0), tmp_path / "a", console=QUIET)
+    train(tiny_cfg(train__steps=4, eval__every=0, growth__depth_lr_exponent=0.5), tmp_path / "b", console=QUIET)
+    assert [r["train_loss"] for r in _metrics(tmp_path / "a")] == [r["train_loss"] for r in _metrics(tmp_path / "b")]

@@ -57,3 +57,36 @@ def test_norm_gains_are_not_decayed():
     for g in opt.param_groups:
         for p in g["params"]:
             assert (g["weight_decay"] > 0) == (p.ndim >= 2)
+
+
+def test_lr_drop_multiplies_the_schedule_after_each_growth_event():
+    cfg = load(None, {"train.steps": 110, "train.warmup_steps": 10, "train.lr": 1.0, "growth.lr_drop": 0.5})
+    plain = load(None, {"train.steps": 110, "train.warmup_steps": 10, "train.lr": 1.0})
+    for step in (0, 15, 60, 109):
+        for index in (1, 2, 3):
+            assert lr_at(step, cfg, 5, index) == pytest.approx(lr_at(step, plain) * 0.5 ** (index - 1))
+    # with re-warmup too: the ramp rises to the dropped schedule
+    both = load(None, {"train.steps": 110, "train.warmup_steps": 10, "train.lr": 1.0, "growth.lr_drop": 0.5,
+                       "growth.rewarmup_steps": 4})
+    assert lr_at(50, both, 50, 2) == pytest.approx(lr_at(50, plain) * 0.5 / 4)
+    assert lr_at(53, both, 50, 2) == pytest.approx(lr_at(53, plain) * 0.5)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "muon"])
+def test_depth_lr_exponent_gives_the_blocks_their_own_lr(name):
+    from stackwise.optim import depth_lr_factor, set_lr
+
+    cfg = load(None, {**SMALL, "model.n_layers": 4, "optim.name": name, "growth.depth_lr_exponent": 0.5})
+    model = Transformer(load(None, {**SMALL, "model.n_layers": 1}).model)  # the first stage of a 4-layer target
+    assert depth_lr_factor(cfg, 1) == pytest.approx(2.0) and depth_lr_factor(cfg, 4) == 1.0
+    opt = build_optimizer(model, cfg)
+    set_lr(opt, 0.1, 0.1 * depth_lr_factor(cfg, 1))
+    blocks = {id(p) for n, p in model.named_parameters() if n.startswith("layers.")}
+    for group in opt.param_groups:
+        assert all((id(p) in blocks) == group["blocks"] for p in group["params"])
+        assert group["lr"] == pytest.approx(0.2 if group["blocks"] else 0.1)
+    assert {id(p) for g in opt.param_groups for p in g["params"]} == {id(p) for p in model.parameters()}
+    # off (the default): the groups are those older checkpoints hold, untagged, and all take the one LR
+    off = build_optimizer(model, load(None, {**SMALL, "optim.name": name}))
+    set_lr(off, 0.1, 0.3)
+    assert all("blocks" not in g and g["lr"] == 0.1 for g in off.param_groups)

@@ -99,6 +99,8 @@ class GrowthConfig:
     optimizer_state: str = "auto"  # at growth: copy (new params take their source's state) | reset-new | reset-all;
     # auto = copy under init copy, reset-new under random or identity (config.optimizer_state_policy)
     rewarmup_steps: int = 0  # optional linear LR re-warmup after each growth event (ablations; 0 = off)
+    lr_drop: float = 1.0  # the LR schedule after the k-th growth event is multiplied by lr_drop^k (1 = off)
+    depth_lr_exponent: float = 0.0  # blocks' LR x (n_layers / depth)^e at each stage (0 = off; 0.5 = Depth-muP rule)
     copy_noise: float = 0.0  # noise on copied layers, relative to each weight's std (symmetry breaking; 0 = off)
 
 
@@ -172,6 +174,7 @@ RANGES: dict[str, Range] = {
     "eval.primitives_every": NON_NEGATIVE, "eval.primitives_n": POSITIVE, "eval.primitives_shots": NON_NEGATIVE,
     "growth.block_size": POSITIVE, "growth.alpha": Range(0, 10), "growth.stage_fractions": Range(0, 1, lo_open=True),
     "growth.start_layers": POSITIVE, "growth.rewarmup_steps": NON_NEGATIVE, "growth.copy_noise": FRACTION,
+    "growth.lr_drop": Range(0, 1, lo_open=True), "growth.depth_lr_exponent": Range(0, 2),
     "checkpoint.every": NON_NEGATIVE, "checkpoint.keep": POSITIVE,
 }
 

@@ -48,11 +48,16 @@ def _is_hidden_matrix(name: str, p: nn.Parameter) -> bool:
     return p.ndim == 2 and name.startswith("layers.")
 
 
-def _decay_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices (and embeddings); not norm gains."""
-    decay = [p for _, p in named if p.ndim >= 2]
-    no_decay = [p for _, p in named if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def _decay_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float,
+                  by_blocks: bool = False) -> list[dict[str, Any]]:
+    """Decay matrices (and embeddings); not norm gains. With by_blocks, each group is split further into the
+    transformer blocks' parameters (tagged "blocks", for a depth-dependent LR) and the rest."""
+    groups = [{"params": [p for _, p in named if p.ndim >= 2], "weight_decay": weight_decay},
+              {"params": [p for _, p in named if p.ndim < 2], "weight_decay": 0.0}]
+    if by_blocks:
+        ids = {id(p) for n, p in named if n.startswith("layers.")}
+        groups = [{**g, "params": [p for p in g["params"] if (id(p) in ids) == blocks], "blocks": blocks}
+                  for g in groups for blocks in (True, False)]
     return [g for g in groups if g["params"]]
 
 
@@ -62,23 +67,26 @@ def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
     cuda = next(model.parameters()).is_cuda
     adamw_kwargs = dict(lr=t.lr, betas=(o.beta1, o.beta2), eps=o.eps)
     adamw_kwargs.update({"fused": True} if cuda else {"foreach": True})
+    by_blocks = cfg.growth.depth_lr_exponent != 0  # (the default keeps the two groups older checkpoints hold)
     if o.name == "adamw":
-        return OptimizerSet([torch.optim.AdamW(_decay_groups(named, t.weight_decay), **adamw_kwargs)])
+        return OptimizerSet([torch.optim.AdamW(_decay_groups(named, t.weight_decay, by_blocks), **adamw_kwargs)])
     if o.name == "adafactor":
-        return OptimizerSet([torch.optim.Adafactor(_decay_groups(named, t.weight_decay), lr=t.lr, foreach=True)])
+        return OptimizerSet([torch.optim.Adafactor(_decay_groups(named, t.weight_decay, by_blocks), lr=t.lr,
+                                                   foreach=True)])
     assert o.name == "muon", o.name
     hidden = [(n, p) for n, p in named if _is_hidden_matrix(n, p)]
     rest = [(n, p) for n, p in named if not _is_hidden_matrix(n, p)]
-    muon = torch.optim.Muon([p for _, p in hidden], lr=t.lr, weight_decay=t.weight_decay,
-                            momentum=o.muon_momentum, adjust_lr_fn="match_rms_adamw")
-    return OptimizerSet([muon, torch.optim.AdamW(_decay_groups(rest, t.weight_decay), **adamw_kwargs)])
+    muon = torch.optim.Muon([{"params": [p for _, p in hidden], **({"blocks": True} if by_blocks else {})}], lr=t.lr,
+                            weight_decay=t.weight_decay, momentum=o.muon_momentum, adjust_lr_fn="match_rms_adamw")
+    return OptimizerSet([muon, torch.optim.AdamW(_decay_groups(rest, t.weight_decay, by_blocks), **adamw_kwargs)])
 
 
-def lr_at(step: int, cfg: Config, stage_start: int = 0) -> float:
+def lr_at(step: int, cfg: Config, stage_start: int = 0, stage_index: int = 1) -> float:
     """Linear warmup to train.lr, then cosine decay to lr·lr_min_ratio at the last step; indexed by the global step.
 
-    With growth.rewarmup_steps > 0, a stage that starts at `stage_start` > 0 also ramps linearly back up to the
-    global schedule's value over that many steps (an ablation; the paper keeps the one global schedule).
+    Two growth stabilizers (off by default; docs/growth.md): with growth.rewarmup_steps > 0, a stage that starts at
+    `stage_start` > 0 ramps linearly back up to the global schedule's value over that many steps; with
+    growth.lr_drop d < 1, the schedule after the k-th growth event (stage k + 1) is multiplied by d^k.
     """
     t = cfg.train
     if step < t.warmup_steps:
@@ -91,12 +99,22 @@ def lr_at(step: int, cfg: Config, stage_start: int = 0) -> float:
     rewarm = cfg.growth.rewarmup_steps
     if rewarm and stage_start > 0:
         lr *= min(1.0, (step - stage_start + 1) / rewarm)
-    return lr
+    return lr * cfg.growth.lr_drop ** (stage_index - 1)
 
 
-def set_lr(optimizer: OptimizerSet, lr: float) -> None:
+def depth_lr_factor(cfg: Config, depth: int) -> float:
+    """The LR multiplier of the transformer blocks' parameters at `depth`, growth.depth_lr_exponent e:
+    (model.n_layers / depth)^e. 1 at the target depth, so a fixed-depth baseline never changes; a shallow stage of a
+    grown run trains its blocks at the higher LR that depth-wise parameterizations prescribe for a shallower
+    network (e = 1/2: Depth-μP's Adam rule η ∝ L^-1/2; e = 1 - α for CompleteP-style α; docs/growth.md)."""
+    return (cfg.model.n_layers / depth) ** cfg.growth.depth_lr_exponent
+
+
+def set_lr(optimizer: OptimizerSet, lr: float, block_lr: float | None = None) -> None:
+    """Every group's LR; groups of block parameters (tagged "blocks" when growth.depth_lr_exponent is set) get
+    block_lr instead when it is given."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = block_lr if block_lr is not None and group.get("blocks") else lr
 
 
 def _clone_state(state: dict[str, Any]) -> dict[str, Any]:

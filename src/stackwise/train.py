@@ -39,7 +39,7 @@ from stackwise.errors import UserError
 from stackwise.flops import flops_per_step
 from stackwise.grow import grow
 from stackwise.model import Transformer, count_parameters
-from stackwise.optim import build_optimizer, lr_at, set_lr
+from stackwise.optim import build_optimizer, depth_lr_factor, lr_at, set_lr
 from stackwise.telemetry import GrowthTelemetry
 
 
@@ -292,8 +292,8 @@ class Trainer:
     def step(self, stage: growth.Stage, step: int, t0: float) -> torch.Tensor:
         """One optimizer step at the scheduled LR; counts it; stops on a non-finite loss. Returns the grad norm."""
         cfg, t = self.cfg, self.cfg.train
-        lr = lr_at(step, cfg, stage.start_step)
-        set_lr(self.optimizer, lr)
+        lr = lr_at(step, cfg, stage.start_step, stage.index)
+        set_lr(self.optimizer, lr, lr * depth_lr_factor(cfg, self.model.depth))
         loss, grad_norm = train_step(self.model, self.run_model, self.optimizer, self.loader.next(), cfg,
                                      self.device, self.autocast)
         loss = parallel.mean_across_ranks(loss, self.world, self.device)
@@ -329,7 +329,7 @@ class Trainer:
             return
         w = self.window
         record = {"step": done, "tokens": self.counters["tokens"], "flops": self.counters["flops"],
-                  "wall_s": round(self.counters["wall_s"], 4), "lr": lr_at(step, cfg, stage.start_step),
+                  "wall_s": round(self.counters["wall_s"], 4), "lr": lr_at(step, cfg, stage.start_step, stage.index),
                   "train_loss": w["loss"] / w["steps"], "depth": self.model.depth, "stage": stage.index,
                   "grad_norm": float(grad_norm), "tokens_per_s": w["steps"] * t.batch_size * t.seq_len / w["wall_s"]}
         if is_eval:
