@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# The robust-growth study behind docs/results/robust-growth/ (recipes/robust-growth.yaml: 9 layers, d_model 128,
+# block 3, 2400 steps of 16 x 128 tokens). Parts, in order; each is resumable (rerun the script: finished runs are
+# reused, an interrupted run resumes from its last checkpoint), and each part's reports and every finished run's
+# small files (config, metrics, events, result) are copied to docs/results/robust-growth/PART after it; on a fresh
+# checkout those published runs are restored first, so the study continues across machines:
+#
+#   pilot   does depth pay here? baseline (9 layers) vs the shallow control (6 layers), 3 seeds
+#   lr      the baseline's peak-LR sweep (1 seed; 3e-3 is the pilot's seed 0) and MIDAS's own sweep
+#   screen  each stabilizer alone on MIDAS, 2 seeds, at the baseline-tuned LR
+#   final   5 paired seeds: baseline, MIDAS as published, the best stabilized MIDAS, GradStack, shallow and the
+#           equal-compute baseline, at the baseline's LR; MIDAS and the best stabilized MIDAS also at MIDAS's own LR
+#
+#   bash benchmarks/robust_growth.sh [pilot|lr|screen|final|all]     (default all; OUT=runs/robust-growth)
+set -euo pipefail
+PART=${1:-all}
+OUT=${OUT:-runs/robust-growth}
+DOC=${DOC:-docs/results/robust-growth}
+SW="python -m stackwise"
+CFG=robust-growth
+
+publish() {  # publish PART: the comparison's report files and each finished run's small files
+  local part=$1 src=$OUT/$1
+  mkdir -p "$DOC/$part"
+  cp "$src"/{report.md,summary.json,compare.json} "$src"/*.png "$DOC/$part/" 2>/dev/null || true
+  cp "$src"/calibration.json "$src"/growth_events.json "$DOC/$part/" 2>/dev/null || true
+  for run in "$src"/runs/*/seed*; do
+    [ -f "$run/result.json" ] || continue
+    local dst="$DOC/$part/runs/${run#"$src"/runs/}"
+    mkdir -p "$dst"
+    cp "$run"/{config.yaml,metrics.jsonl,result.json} "$dst/"
+    cp "$run"/events.jsonl "$dst/" 2>/dev/null || true
+  done
+}
+
+restore() {  # restore PART: finished runs published earlier (small files suffice for reports and reuse) come back
+  local part=$1
+  [ -d "$DOC/$part/runs" ] || return 0
+  for run in "$DOC/$part"/runs/*/seed*; do
+    local dst="$OUT/$part/runs/${run#"$DOC/$part"/runs/}"
+    if [ -f "$run/result.json" ] && [ ! -f "$dst/result.json" ]; then rm -rf "$dst" && mkdir -p "$dst" && cp "$run"/* "$dst/"; fi
+  done
+  if [ -f "$DOC/$part/calibration.json" ] && [ ! -f "$OUT/$part/calibration.json" ]; then
+    cp "$DOC/$part/calibration.json" "$OUT/$part/"
+  fi
+}
+
+reuse() {  # reuse FROM_PART FROM_LABEL TO_PART TO_LABEL SEED: a finished run with the same config serves twice
+  local from=$OUT/$1/runs/$2/seed$5 to=$OUT/$3/runs/$4/seed$5
+  if [ -f "$from/result.json" ] && [ ! -e "$to" ]; then mkdir -p "$(dirname "$to")" && cp -r "$from" "$to"; fi
+}
+
+if [[ $PART == pilot || $PART == all ]]; then
+  restore pilot
+  $SW compare --config $CFG --out "$OUT/pilot" --seeds 3 --methods none,shallow:model.n_layers=6
+  publish pilot
+fi
+
+if [[ $PART == lr || $PART == all ]]; then
+  restore lr
+  reuse pilot none lr none 0
+  $SW compare --config $CFG --out "$OUT/lr" --seeds 1 \
+      --methods none,lr-1.5e-3:train.lr=0.0015,lr-6e-3:train.lr=0.006,midas,midas-lr-1.5e-3:growth.method=midas:train.lr=0.0015,midas-lr-6e-3:growth.method=midas:train.lr=0.006
+  publish lr
+fi
+
+best_lr() {  # best_lr none|midas: the peak LR of that method's best arm in the LR sweep (recipe's own: 3e-3)
+  python - "$OUT/lr" "$1" <<'PY'
+import json, sys
+out, family = sys.argv[1], sys.argv[2]
+arms = {a["label"]: a["overrides"] for a in json.load(open(f"{out}/compare.json"))["arms"]}
+rows = [r for r in json.load(open(f"{out}/summary.json")) if r.get("status") == "ok"]
+best = min((r for r in rows if arms[r["method"]].get("growth.method") == family),
+           key=lambda r: r["final_val_loss"]["mean"])
+print(arms[best["method"]].get("train.lr", "0.003"))
+PY
+}
+
+if [[ $PART == screen || $PART == all ]]; then
+  restore screen
+  LR=$(best_lr none)
+  echo "baseline-tuned peak LR: $LR"
+  if [ "$LR" = "0.003" ]; then for seed in 0 1; do reuse pilot none screen none $seed; done; fi
+  $SW compare --config $CFG --out "$OUT/screen" --seeds 2 --train.lr "$LR" \
+      --methods none,midas,midas-rewarm:growth.method=midas:growth.rewarmup_steps=50,midas-drop:growth.method=midas:growth.lr_drop=0.7,midas-depthlr:growth.method=midas:growth.depth_lr_exponent=0.5,midas-noise:growth.method=midas:growth.copy_noise=0.01,midas-identity:growth.method=midas:growth.init=identity
+  publish screen
+fi
+
+if [[ $PART == final || $PART == all ]]; then
+  restore final
+  LR=$(best_lr none)
+  MLR=$(best_lr midas)
+  BEST=$(python - "$OUT/screen/summary.json" "$OUT/screen/compare.json" <<'PY'
+import json, sys
+rows = {r["method"]: r for r in json.load(open(sys.argv[1])) if r.get("status") == "ok"}
+arms = {a["label"]: a["overrides"] for a in json.load(open(sys.argv[2]))["arms"]}
+stab = [m for m in rows if m.startswith("midas-")]
+best = min(stab, key=lambda m: rows[m]["paired_final_loss_diff"]["mean"])
+print(":".join(f"{k}={v}" for k, v in arms[best].items()))
+PY
+)
+  echo "baseline LR $LR, MIDAS LR $MLR, best stabilized MIDAS: $BEST"
+  if [ "$LR" = "0.003" ]; then
+    for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-6 final shallow_model.n_layers-6 $seed; done
+    for seed in 0 1; do reuse screen midas final midas $seed; done
+  fi
+  $SW compare --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
+      --methods "none,midas,midas-stabilized:$BEST,gradstack,shallow:model.n_layers=6,midas-own-lr:growth.method=midas:train.lr=$MLR,midas-stabilized-own-lr:$BEST:train.lr=$MLR"
+  publish final
+fi
+echo "reports in $DOC"
