@@ -68,7 +68,8 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT]
+    train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT] | synthetic[:SEED[:MB]]
+    mix: str | None = None  # instead of train: sources by weight, e.g. "bundled:0.8,synthetic:0.2" (docs/data.md)
     val: str = "bundled"  # as train; for hf: datasets, hf:NAME:SPLIT
     tokenizer: str | None = None  # path to a tokenizer.json; None trains a byte-level BPE on the train split
     tokenizer_sample_mb: float | None = 16.0  # BPE trains on N MB of the train split, spread over its files; None=all
@@ -386,6 +387,25 @@ def _bounds_error(key: str, value: Any) -> str | None:
     return None
 
 
+def parse_mix(mix: str, key: str = "data.mix") -> list[tuple[str, float]]:
+    """[(source spec, weight)] of a mix 'SRC:W,SRC:W' (weights positive, normalized to sum to 1)."""
+    parts = []
+    for item in mix.split(","):
+        spec, sep, weight = item.strip().rpartition(":")
+        try:
+            w = float(weight)
+        except ValueError:
+            w = float("nan")
+        if not sep or not spec or not 0 < w < float("inf"):
+            raise UserError(f"{key}: '{item.strip()}' is not SOURCE:WEIGHT with a positive weight "
+                            "(e.g. bundled:0.8,synthetic:0.2)")
+        if spec.startswith("mix:"):
+            raise UserError(f"{key}: a mix cannot hold another mix ({item.strip()})")
+        parts.append((spec, w))
+    total = sum(w for _, w in parts)
+    return [(spec, w / total) for spec, w in parts]
+
+
 def validate(cfg: Config) -> None:
     """Raise a one-line UserError naming the first invalid field."""
     m, t = cfg.model, cfg.train
@@ -412,6 +432,8 @@ def validate(cfg: Config) -> None:
     need(t.parallel != "fsdp" or cfg.optim.name == "adamw",
          f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
          "use adamw with train.parallel fsdp")
+    if cfg.data.mix is not None:
+        parse_mix(cfg.data.mix)
     if cfg.eval.primitives_tasks:
         from stackwise.evals.primitives import TASKS
 

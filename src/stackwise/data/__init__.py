@@ -53,13 +53,18 @@ def _cache_dir(cfg: Config) -> Path:
     return path
 
 
+def train_source(cfg: Config) -> str:
+    """The training split's source spec: data.mix (as a mix: spec) when set, else data.train."""
+    return sources.MIX_PREFIX + cfg.data.mix if cfg.data.mix else cfg.data.train
+
+
 def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
     """The user's tokenizer.json, or a BPE trained on the train split (cached by corpus hash + vocab size)."""
     if cfg.data.tokenizer:
         path = Path(cfg.data.tokenizer).expanduser()
         tok = tokenizer.load(path)
     else:
-        key = _key(TOKENIZER_VERSION, sources.fingerprint(cfg.data.train, "train", cfg.data.text_field),
+        key = _key(TOKENIZER_VERSION, sources.fingerprint(train_source(cfg), "train", cfg.data.text_field),
                    cfg.model.vocab_size, cfg.data.tokenizer_sample_mb)
         path = _cache_dir(cfg) / f"tokenizer-{key}" / "tokenizer.json"
         if path.is_file():
@@ -67,8 +72,8 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
         else:
             mb = cfg.data.tokenizer_sample_mb
             log(f"training a byte-level BPE tokenizer (vocab {cfg.model.vocab_size}) on "
-                f"{'all of' if mb is None else f'up to {mb:g} MB of'} {cfg.data.train} ...")
-            tok = tokenizer.train_bpe(sources.sample(cfg.data.train, "train", cfg.data.text_field,
+                f"{'all of' if mb is None else f'up to {mb:g} MB of'} {train_source(cfg)} ...")
+            tok = tokenizer.train_bpe(sources.sample(train_source(cfg), "train", cfg.data.text_field,
                                                      None if mb is None else mb * 2**20), cfg.model.vocab_size)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name("tokenizer.json.tmp")
@@ -167,7 +172,7 @@ def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=prin
                console: Console | None = None) -> np.ndarray:
     """The split's token file, built once (streamed, in bounded memory, with a progress bar) and then memory-mapped.
     For the train split, data.max_tokens keeps only the first N tokens of the source."""
-    spec = cfg.data.train if split == "train" else cfg.data.val
+    spec = train_source(cfg) if split == "train" else cfg.data.val
     cap = cfg.data.max_tokens if split == "train" else None
     key = _key(sources.fingerprint(spec, split, cfg.data.text_field),
                hashlib.sha256(tok_path.read_bytes()).hexdigest(), cfg.model.vocab_size, *([cap] if cap else []))

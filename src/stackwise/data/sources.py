@@ -8,6 +8,11 @@ A source spec is a string (the `data.train` / `data.val` fields):
   FOLDER             every such file below it, in sorted order
   hf:NAME[:SPLIT]    a Hugging Face dataset, streamed (needs `pip install -e ".[hf]"`); SPLIT defaults to the split
                      asked for
+  synthetic[:SEED[:MB]]
+                     generated text with the structure reasoning needs (data/synthetic.py), MB of it (default 16)
+  mix:SRC:W,SRC:W    several sources by weight (`data.mix`, which builds this spec): documents are interleaved so
+                     that each source's share of the characters follows its weight; the mix ends when any source
+                     runs out. Deterministic (no randomness: the source furthest below its share goes next).
 Each source yields documents (strings); the tokenizer puts an end-of-text token between them.
 """
 
@@ -22,11 +27,14 @@ import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
-from stackwise.data import tokenizer
+from stackwise.config import parse_mix
+from stackwise.data import synthetic, tokenizer
 from stackwise.errors import UserError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 HF_PREFIX = "hf:"
+MIX_PREFIX = "mix:"
+SYNTHETIC = "synthetic"
 TEXT_SUFFIXES = (".txt", ".jsonl")
 def _open_zstd(path: Path, mode: str):
     try:
@@ -105,6 +113,13 @@ def _jsonl_documents(lines: Iterator[str], where: str, text_field: str) -> Itera
 def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
     """Yield the documents of a source; `split` is 'train' or 'val' (names the field in errors, picks bundled/hf)."""
     key = f"data.{split}"
+    if spec.startswith(MIX_PREFIX):
+        yield from _mixed(spec, split, text_field)
+        return
+    if _is_synthetic(spec):
+        seed, mb = _synthetic_spec(spec, key)
+        yield from synthetic.documents(seed, split, mb * 1e6)
+        return
     if spec == "bundled":
         with lzma.open(_bundled_file(split), "rt", encoding="utf-8") as f:
             yield from _jsonl_documents(f, f"bundled {split}", "text")
@@ -125,6 +140,40 @@ def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
             yield from _jsonl_documents(_text(path, key, lines=True), str(path), text_field)
         else:
             yield "".join(_text(path, key))
+
+
+def _is_synthetic(spec: str) -> bool:
+    return spec == SYNTHETIC or spec.startswith(SYNTHETIC + ":")
+
+
+def _synthetic_spec(spec: str, key: str) -> tuple[int, float]:
+    try:
+        seed, mb = synthetic.parse(spec)
+    except ValueError:
+        raise UserError(f"{key}: {spec} is not synthetic[:SEED[:MB]] (an integer seed, a size in MB)") from None
+    if mb <= 0 or len(spec.split(":")) > 3:
+        raise UserError(f"{key}: {spec} is not synthetic[:SEED[:MB]] (an integer seed, a size in MB > 0)")
+    return seed, mb
+
+
+def _mixed(spec: str, split: str, text_field: str) -> Iterator[str]:
+    """The mix's documents: next comes the source whose share of the characters so far is furthest below its
+    weight (ties: the first listed), until a source runs out."""
+    parts = parse_mix(spec[len(MIX_PREFIX):])
+    streams = [documents(s, split, text_field) for s, _ in parts]
+    taken = [0] * len(parts)
+    try:
+        while True:
+            total = sum(taken) or 1
+            i = min(range(len(parts)), key=lambda j: (taken[j] / total - parts[j][1], j))
+            doc = next(streams[i], None)
+            if doc is None:
+                return
+            taken[i] += len(doc)
+            yield doc
+    finally:
+        for stream in streams:
+            stream.close()
 
 
 def _text(path: Path, key: str, lines: bool = False) -> Iterator[str]:
@@ -167,7 +216,7 @@ def _file_pieces(path: Path, key: str, text_field: str) -> Iterator[tuple[str, b
 
 def _streams(spec: str, split: str, text_field: str) -> list[Iterator[tuple[str, bool, str]]]:
     """One lazy stream of pieces per file of the source (one in all for the bundled corpus and datasets)."""
-    if spec == "bundled" or spec.startswith(HF_PREFIX):
+    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX)) or _is_synthetic(spec):
         return [(x for doc in documents(spec, split, text_field) for x in _marked(tokenizer.pieces(doc), spec))]
     return [_file_pieces(path, f"data.{split}", text_field) for path in _local_files(spec, f"data.{split}")]
 
@@ -201,7 +250,9 @@ def sample(spec: str, split: str, text_field: str, max_bytes: float | None) -> I
 
 def size_bytes(spec: str, split: str) -> int | None:
     """Bytes of text to read, for a progress bar (None when unknown: compressed files, datasets)."""
-    if spec == "bundled" or spec.startswith(HF_PREFIX):
+    if _is_synthetic(spec):
+        return round(_synthetic_spec(spec, f"data.{split}")[1] * 1e6)
+    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX)):
         return None
     files = _local_files(spec, f"data.{split}")
     return None if any(p.suffix in COMPRESSED for p in files) else sum(p.stat().st_size for p in files)
@@ -210,7 +261,12 @@ def size_bytes(spec: str, split: str) -> int | None:
 def fingerprint(spec: str, split: str, text_field: str = "text") -> str:
     """A content hash of the source, so caches are rebuilt when the text changes."""
     h = hashlib.sha256(f"{split}|{text_field}|".encode())
-    if spec == "bundled":
+    if spec.startswith(MIX_PREFIX):
+        for part, weight in parse_mix(spec[len(MIX_PREFIX):]):
+            h.update(f"{fingerprint(part, split, text_field)}:{weight!r}|".encode())
+    elif _is_synthetic(spec):
+        h.update(f"{synthetic.VERSION}|{_synthetic_spec(spec, f'data.{split}')}".encode())
+    elif spec == "bundled":
         h.update(_bundled_file(split).read_bytes())
     elif spec.startswith(HF_PREFIX):
         dataset = _load_hf(spec, split)  # a streamed dataset is known by its name, split, config and version

@@ -1,0 +1,153 @@
+"""A seeded generator of training text with the structure reasoning needs, to mix into prose (`data.mix`).
+
+Small models learn variable binding, copying and look-ups when their training text holds such structure (Physics of
+Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on variable binding). Each document is one of:
+
+  program     a Python REPL session: assignments, aliases (chains up to three deep, re-bound names), prints and
+              their results
+  arithmetic  sums, differences and small products with their results, one per line
+  repeat      a list of made-up and real words, then a run of it repeated from a named word (induction / copying)
+  story       a small word problem told with its answer
+
+It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
+- the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
+  of 21-999, so no (name, value) pair the primitives can ask about is ever trained on;
+- none of the primitives' templates appears: no "Fill in blank", no "=__ ->" or "=_ ->", no "mathematical
+  equations" header, no "What is the (numerical) value of", no "Question:" / "Answer:" lines, no assignment
+  without spaces around "=" (the primitives write `x=5`, here it is `x = 45`), and no signed-digit sums
+  (`+1+9=`): arithmetic is written `37 + 48 = 85`;
+- copying uses words of four or more letters, never the primitives' three-letter words.
+
+Spec: `synthetic[:SEED[:MB]]` as a source (data.train, data.val, or inside data.mix); SEED (default 0) picks the
+text, MB (default 16) its size. The validation split of the same spec draws other documents (its own seed stream).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterator
+
+VERSION = "synthetic-1"  # part of the source fingerprint: a change to the generator rebuilds caches
+DEFAULT_MB = 16.0
+LETTERS = string.ascii_lowercase
+VALUES = range(21, 1000)  # the primitives' values are 0-20
+WORDS = tuple("""
+able acid aged also area army away baby back ball band bank base bath bear beat been beer bell belt best bill bird
+blow blue boat body bomb bond bone book boom born boss both bowl bulk burn bush busy cake call calm came camp card
+care case cash cast cell chat chip city club coal coat code cold come cook cool cope copy core cost crew crop dark
+data date dawn days dead deal dean dear debt deep deny desk dial diet disc disk door dose down draw drew drop drug
+dual duke dust duty each earn ease east easy edge else even ever evil exit face fact fail fair fall farm fast fate
+fear feed feel feet fell felt file fill film find fine fire firm fish five flat flow food foot form fort four free
+from fuel full fund gain game gate gave gear gene gift girl give glad goal goes gold golf gone good gray grew grey
+grow gulf hair half hall hand hang hard harm hate have head hear heat held hell help here hero high hill hire hold
+hole holy home hope host hour huge hung hunt hurt idea inch into iron item jack jane jean john join jump jury just
+keen keep kent kept kick kind king knee knew know lack lady laid lake land lane last late lead left less life lift
+like line link list live load loan lock logo long look lord lose loss lost love luck made mail main make male many
+mark mass matt meal mean meat meet menu mere mike mile milk mill mind mine miss mode mood moon more most move much
+must name navy near neck need news next nice nick nine none nose note okay once only open oral over pace pack page
+paid pain pair palm park part pass past path peak pick pink pipe plan play plot plug plus poll pool poor port post
+pull pure push race rail rain rank rare rate read real rear rely rent rest rice rich ride ring rise risk road rock
+role roll roof room root rose rule rush safe said sake sale salt same sand save seat seed seek seem seen self sell
+send sent ship shop shot show shut sick side sign site size skin slip slow snow soft soil sold sole some song soon
+sort soul spot star stay step stop such suit sure take tale talk tall tank tape task team tech tell tend term test
+text than that them then they thin this thus tide till time tiny told tone took tool tour town tree trip true tune
+turn twin type unit upon used user vary vast very vice view vote wage wait wake walk wall want ward warm wash wave
+ways weak wear week well went were west what when wide wife wild will wind wine wing wire wise wish with wood word
+wore work yard yeah year your zero zone
+""".split())
+NAMES = ("Mia", "Tom", "Ana", "Lev", "Ida", "Ben", "Zoe", "Raj", "Eva", "Kai", "Noor", "Omar", "Lina", "Paul")
+THINGS = ("apples", "marbles", "stamps", "coins", "pencils", "shells", "cards", "books", "beads", "stickers")
+
+
+def _value(rng: random.Random) -> int:
+    return rng.choice(VALUES)
+
+
+def program(rng: random.Random) -> str:
+    """A REPL session: bind numbers, alias them (chains up to three deep), re-bind some, print and show results."""
+    names = rng.sample(LETTERS, rng.randint(4, 10))
+    value_of: dict[str, int] = {}
+    lines = []
+    for _ in range(rng.randint(6, 16)):
+        bound = list(value_of)
+        kind = rng.random()
+        if not bound or kind < 0.35:  # a number
+            name, value = rng.choice(names), _value(rng)
+            value_of[name] = value
+            lines.append(f">>> {name} = {value}")
+        elif kind < 0.7:  # an alias: takes the value the source has now
+            name, src = rng.choice(names), rng.choice(bound)
+            value_of[name] = value_of[src]
+            lines.append(f">>> {name} = {src}")
+        elif kind < 0.8:  # a sum of a bound name and a number
+            name, src, add = rng.choice(names), rng.choice(bound), rng.randint(1, 9)
+            value_of[name] = value_of[src] + add
+            lines.append(f">>> {name} = {src} + {add}")
+        else:
+            name = rng.choice(bound)
+            lines += [f">>> print({name})", str(value_of[name])]
+    name = rng.choice(list(value_of))
+    lines += [f">>> print({name})", str(value_of[name])]
+    return "\n".join(lines)
+
+
+def arithmetic(rng: random.Random) -> str:
+    lines = []
+    for _ in range(rng.randint(4, 10)):
+        op = rng.choice("+-*")
+        if op == "*":
+            a, b = rng.randint(2, 12), rng.randint(2, 12)
+            lines.append(f"{a} * {b} = {a * b}")
+        else:
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            lines.append(f"{a} {op} {b} = {a + b if op == '+' else a - b}")
+    return "\n".join(lines)
+
+
+def _made_up_word(rng: random.Random) -> str:
+    return "".join(rng.choice(LETTERS) for _ in range(rng.randint(4, 6)))
+
+
+def repeat(rng: random.Random) -> str:
+    """A list of distinct words, then a run of it repeated from one of them (the run is the induction target)."""
+    made_up = rng.random() < 0.5
+    words: list[str] = []
+    n = rng.randint(8, 16)
+    while len(words) < n:
+        w = _made_up_word(rng) if made_up else rng.choice(WORDS)
+        if w not in words:
+            words.append(w)
+    start = rng.randrange(0, n - 3)
+    run = words[start:start + rng.randint(3, n - start)]
+    return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
+
+
+def story(rng: random.Random) -> str:
+    who, thing = rng.choice(NAMES), rng.choice(THINGS)
+    a, b = rng.randint(21, 99), rng.randint(2, 20)
+    if rng.random() < 0.5:
+        return f"{who} has {a} {thing}. {who} gets {b} more. Now {who} has {a + b} {thing}."
+    return f"{who} has {a} {thing}. {who} gives away {b}. Now {who} has {a - b} {thing}."
+
+
+KINDS = (program, arithmetic, repeat, story)
+
+
+def parse(spec: str) -> tuple[int, float]:
+    """(seed, MB) of a `synthetic[:SEED[:MB]]` spec."""
+    parts = spec.split(":")[1:]
+    seed = int(parts[0]) if parts else 0
+    mb = float(parts[1]) if len(parts) > 1 else DEFAULT_MB
+    return seed, mb
+
+
+def documents(seed: int, split: str, max_bytes: float) -> Iterator[str]:
+    """Documents of about max_bytes in all (the first that reaches it is the last); the same seed and split always
+    give the same text, and the validation split draws from its own stream."""
+    rng = random.Random(f"{VERSION}|{seed}|{split}")
+    total = 0
+    while total < max_bytes:
+        doc = rng.choice(KINDS)(rng)
+        total += len(doc) + 1
+        yield doc

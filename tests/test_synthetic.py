@@ -1,0 +1,112 @@
+"""The reasoning-rich generator (seeded, never the evaluation set) and weighted mixes of sources (data.mix)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+
+from stackwise import config as config_mod
+from stackwise import data as data_mod
+from stackwise.data import sources, synthetic
+from stackwise.errors import UserError
+from stackwise.evals import primitives
+
+
+def _docs(spec: str, split: str = "train", n: int = 3000) -> list[str]:
+    return list(itertools.islice(sources.documents(spec, split), n))
+
+
+def test_the_generator_is_seeded():
+    assert _docs("synthetic", n=200) == _docs("synthetic:0", n=200) == _docs("synthetic:0:16", n=200)
+    assert _docs("synthetic:1", n=200) != _docs("synthetic", n=200)
+    assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
+    kinds = {d.split()[0] for d in _docs("synthetic", n=400)}
+    assert {">>>", "Words:"} <= kinds  # programs and repeats, beside arithmetic lines and stories
+    total = sum(len(d) + 1 for d in sources.documents("synthetic:3:0.5", "train"))
+    assert 0.5e6 <= total < 0.5e6 + 2000 and sources.size_bytes("synthetic:3:0.5", "train") == 500_000
+
+
+def test_programs_print_the_values_their_names_hold():
+    rng = random.Random(5)
+    for _ in range(300):
+        lines = synthetic.program(rng).splitlines()
+        env: dict[str, int] = {}
+        for line, nxt in zip(lines, [*lines[1:], ""]):
+            if m := re.fullmatch(r">>> ([a-z]) = (.+)", line):
+                env[m[1]] = eval(m[2], {}, dict(env))  # noqa: S307 (our own generated arithmetic)
+            elif m := re.fullmatch(r">>> print\(([a-z])\)", line):
+                assert nxt == str(env[m[1]])
+
+
+def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
+    rng = random.Random(0)
+    pairs = set()
+    for depth in (0, 1, 2):
+        for _ in range(n):
+            lines, _, _, _ = primitives.assignment_chain(rng, depth)
+            pairs |= {(m[1], int(m[2])) for line in lines if (m := re.fullmatch(r"([a-z])=(\d+)", line))}
+    return pairs
+
+
+def test_it_is_not_the_evaluation_set():
+    text = "\n\n".join(_docs("synthetic", n=5000) + _docs("synthetic:7", "val", n=2000))
+    # the primitives' templates and transfer wordings never appear
+    for phrase in ("Fill in blank", "=__ ->", "=_ ->", "___", "mathematical equations", "What is the value of",
+                   "What is the numerical value of", "Question:", "Answer:", "Program:", "Python program"):
+        assert phrase not in text, phrase
+    assert not re.search(r"[a-z]=\d", text)  # the primitives write x=5; here always x = 45
+    assert not re.search(r"(^|\s)[+-]\d[+-]\d=", text)  # nor signed-digit sums like +1+9=
+    # no (name, value) binding the primitives can ask about: theirs take values 0-20, ours 21 and up
+    ours = {(m[1], int(m[2])) for m in re.finditer(r"\b([a-z]) = (\d+)\b", text)}
+    assert ours and min(v for _, v in ours) >= 21
+    assert not ours & _eval_bindings()
+    # copying uses words of four or more letters, never the three-letter words of copy_words / copy_random
+    listed = [w for m in re.finditer(r"Words: ([a-z ]+)\.", text) for w in m[1].split()]
+    assert listed and min(len(w) for w in listed) >= 4 and not set(listed) & set(primitives.WORDS3)
+
+
+def _jsonl(path, docs):
+    path.write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    return str(path)
+
+
+def test_a_mix_follows_its_weights_and_ends_with_its_first_exhausted_source(tmp_path):
+    a = _jsonl(tmp_path / "a.jsonl", [f"A{i} " + "a" * (40 + i % 17) for i in range(3000)])
+    b = _jsonl(tmp_path / "b.jsonl", [f"B{i} " + "b" * (90 + i % 31) for i in range(3000)])
+    mixed = list(sources.documents(f"mix:{a}:3,{b}:1", "train"))
+    share_a = sum(len(d) for d in mixed if d[0] == "A") / sum(len(d) for d in mixed)
+    assert share_a == pytest.approx(0.75, abs=0.005)
+    assert sum(d[0] == "A" for d in mixed) == 3000  # A (75% of the characters) ran out first
+    prefix = [d for d in mixed if d[0] == "B"]
+    assert prefix == [f"B{i} " + "b" * (90 + i % 31) for i in range(len(prefix))]  # each source keeps its order
+    assert list(sources.documents(f"mix:{a}:3,{b}:1", "train")) == mixed  # deterministic
+    for n in (100, 1000):  # the share holds all along, not only at the end
+        part = mixed[:n]
+        assert sum(len(d) for d in part if d[0] == "A") / sum(len(d) for d in part) == pytest.approx(0.75, abs=0.05)
+    assert sources.fingerprint(f"mix:{a}:3,{b}:1", "train") != sources.fingerprint(f"mix:{a}:1,{b}:1", "train")
+
+
+@pytest.mark.parametrize("mix", ["bundled", "bundled:x", "bundled:-1,synthetic:1", "bundled:0.8,:0.2",
+                                 "mix:bundled:1", "bundled:inf"])
+def test_a_bad_mix_is_one_line(mix):
+    with pytest.raises(UserError, match=r"^data\.mix: "):
+        config_mod.load("tiny", {"data.mix": mix})
+
+
+def test_training_data_from_a_mix_is_prepared_and_cached(tiny_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("STACKWISE_CACHE", str(tmp_path / "cache"))
+    cfg = tiny_cfg(data__mix="synthetic:0:0.05:0.5,synthetic:1:0.2:0.5")
+    assert data_mod.train_source(cfg).startswith("mix:")
+    first = data_mod.prepare(cfg, log=lambda *_: None)
+    logged = []
+    again = data_mod.prepare(cfg, log=logged.append)
+    assert not logged and np.array_equal(first.train, again.train)  # built once, then read from the cache
+    text = first.tokenizer.decode(first.train[:4000].tolist())
+    assert ">>> " in text or "Words:" in text or " = " in text
+    with pytest.raises(UserError, match=r"^data\.train: synthetic:x is not synthetic"):
+        data_mod.prepare(tiny_cfg(data__train="synthetic:x"), log=lambda *_: None)
