@@ -116,6 +116,21 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert "reusing" in capsys.readouterr().out
     assert (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime == mtime
     assert main(["report", str(out)]) == 0
+    # the depth analyses of every run, per-method means in the report; then the primitives with a looped block
+    assert main(["analyze", str(out), "--k-max", "2", "--n", "2", "--tasks", "var0_basic", "--batches", "1"]) == 0
+    run = out / "runs" / "midas" / "seed0"
+    for name in ("looping", "similarity", "depth_use"):
+        assert (run / "analysis" / f"{name}.json").is_file() and (run / "analysis" / f"{name}.png").is_file()
+    looping = json.loads((run / "analysis" / "looping.json").read_text())
+    assert (looping["start"], looping["end"]) == (0, 1) and [r["k"] for r in looping["results"]] == [1, 2]
+    analysis = json.loads((out / "analysis" / "analysis.json").read_text())
+    assert set(analysis) == {"none", "midas", "equal-compute"} and len(analysis["midas"]["looping_mean_accuracy"]) == 2
+    assert "Depth analyses" in (out / "report.md").read_text() and (out / "analysis" / "analysis.png").is_file()
+    assert main(["eval", str(run), "--loop", "0:2:3", "--n", "2", "--shots", "1", "--tasks", "var0_basic"]) == 0
+    looped = json.loads((run / "eval" / "primitives-loop-0-2-3.json").read_text())
+    assert looped["loop"] == [0, 2, 3] and looped["results"][0]["depth"] == 6
+    assert main(["eval", str(run), "--loop", "1:5:2"]) == 2  # END beyond the depth: one line
+    assert main(["analyze", str(run), "--loop", "2:1"]) == 2
     assert main(["eval", str(out), "--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]) == 0
     table = json.loads((out / "eval" / "primitives.json").read_text())
     assert set(table) == {"none", "midas", "equal-compute"}

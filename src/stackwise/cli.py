@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--include-path", metavar="DIR", help="extra lm-eval task folder (default: our primitives, "
                    "dumped with --n/--shots/--seed into RUN/eval/lm_eval_tasks)")
     p.add_argument("--limit", type=int, help="lm-eval: at most this many examples per task")
+    p.add_argument("--loop", metavar="START:END:K", help="run layers START..END-1 K times at inference (weights "
+                   "shared; K=1 is the model itself); writes eval/primitives-loop-START-END-K.json")
+    p = sub.add_parser("analyze", help="depth analyses: looping the middle block, layer similarity, depth use")
+    p.add_argument("run", help="run directory, or a comparison directory (every run, plus per-method means)")
+    p.add_argument("--loop", metavar="START:END", help="the block to loop (default: the middle growth.block_size "
+                   "layers)")
+    p.add_argument("--k-max", type=int, default=3, help="loop the block K = 1..k-max times (default: 3)")
+    p.add_argument("--n", type=int, default=50, help="queries per primitive task at each K (default: 50)")
+    p.add_argument("--tasks", help="comma-separated primitive tasks (default: var0/var1 basic, var0 code, copying)")
+    p.add_argument("--batches", type=int, default=8, help="validation batches for losses and similarities")
     p = sub.add_parser("probe", help="fine-tuning probe: learn variable assignment from 64 examples")
     p.add_argument("run", help="run directory, or a comparison directory (every run)")
     p.add_argument("--steps", type=int, default=200)
@@ -242,7 +252,13 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
         runner.run_comparison(Path(args.run), args.shots, args.n, args.seed, tasks, log=console.print)
         console.print((Path(args.run) / "eval" / "primitives.md").read_text())
         return
-    report = runner.run(Path(args.run), args.checkpoint, args.shots, args.n, args.seed, tasks, log=console.print)
+    loop = None
+    if args.loop:
+        from stackwise.analyze import parse_loop
+
+        loop = parse_loop(args.loop)
+    report = runner.run(Path(args.run), args.checkpoint, args.shots, args.n, args.seed, tasks, log=console.print,
+                        loop=loop)
 
     def cell(score: dict | None) -> str:
         if not score:
@@ -262,7 +278,37 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
         if result["truncated_prompts"]:
             console.print(f"note: {result['truncated_prompts']} prompts exceeded the model's {report['context']}-token "
                           "context and kept only their end")
-    console.print(f"wrote {Path(args.run) / 'eval' / 'primitives.json'}")
+    console.print(f"wrote {Path(args.run) / 'eval' / runner.result_name(loop)}")
+
+
+def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
+    from stackwise import analyze
+
+    if args.k_max < 1 or args.n < 1 or args.batches < 1:
+        raise UserError("analyze: --k-max, --n and --batches must be >= 1")
+    kwargs = {"loop": analyze.parse_loop(args.loop, with_k=False) if args.loop else None, "k_max": args.k_max,
+              "n": args.n, "tasks": [t.strip() for t in args.tasks.split(",")] if args.tasks else None,
+              "batches": args.batches, "log": console.print}
+    path = Path(args.run)
+    if (path / "compare.json").is_file():
+        summary = analyze.analyze_comparison(path, **kwargs)
+        for label, s in summary.items():
+            console.print(f"{label}: mean primitive accuracy at K=1..{args.k_max}: "
+                          + ", ".join(f"{a:.1%}" for a in s["looping_mean_accuracy"])
+                          + f"; depth score {s['depth_score']:.2f}")
+        if (path / "summary.json").is_file():
+            from stackwise import report
+
+            report.build(path, log=lambda *_: None)
+        console.print(f"wrote {path / 'analysis'} and each run's analysis/")
+        return
+    if not (path / "config.yaml").is_file():
+        raise UserError(f"{path}: not a run or comparison directory")
+    results = analyze.analyze_run(path, **kwargs)
+    looping = results["looping"]
+    console.print(f"looping layers {looping['start']}..{looping['end'] - 1}: mean primitive accuracy "
+                  + ", ".join(f"K={r['k']}: {r['mean_accuracy']:.1%}" for r in looping["results"]))
+    console.print(f"depth score {results['depth_use']['lens_depth_score']:.2f}; wrote {path / 'analysis'}")
 
 
 def cmd_probe(args: argparse.Namespace, console: Console) -> None:
@@ -332,7 +378,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
 
 
 COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval,
-            "export": cmd_export, "probe": cmd_probe}
+            "export": cmd_export, "probe": cmd_probe, "analyze": cmd_analyze}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -287,6 +287,20 @@ def _headline(row: dict[str, Any]) -> str:
             f"{row['reached_baseline_loss']} | {seeds} |")
 
 
+def _analysis_lines(summary: dict[str, Any]) -> list[str]:
+    """The `stackwise analyze` section: looping the middle block and depth use, per method (means over seeds)."""
+    k_max = max(len(s["looping_mean_accuracy"]) for s in summary.values())
+    lines = ["", "Depth analyses (`stackwise analyze`; each run's own files in its analysis/ folder): mean primitive "
+             "accuracy with the middle block looped K times, and the early-exit depth score (mean over tokens of "
+             "the first layer after which the logit lens agrees with the final prediction for good, over the depth).",
+             "", "| method | seeds | " + " | ".join(f"K={k}" for k in range(1, k_max + 1)) + " | depth score |",
+             "|---|---:|" + "---:|" * k_max + "---:|"]
+    for label, s in summary.items():
+        accs = [f"{a:.1%}" for a in s["looping_mean_accuracy"]] + [""] * (k_max - len(s["looping_mean_accuracy"]))
+        lines.append(f"| {label} | {s['seeds']} | " + " | ".join(accs) + f" | {s['depth_score']:.2f} |")
+    return [*lines, "", "![depth analyses](analysis/analysis.png)"]
+
+
 def _train_losses(run: Path) -> dict[int, float]:
     return {r["step"]: r["train_loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
@@ -431,6 +445,8 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
                   f"{num(r['recovery_steps'], 'd')} | {num(r['gap_before'])} | {num(r['gap_after'])} |"
                   for r in events]
         lines += ["", "![growth events](growth_events.png)"]
+    if (out / "analysis" / "analysis.json").is_file():
+        lines += _analysis_lines(json.loads((out / "analysis" / "analysis.json").read_text()))
     if isoplot(out, spec):
         lines += ["", "Isoplot: mean reasoning-primitive accuracy against validation loss at the evaluation steps "
                   "during training (`eval.primitives_every`; numbers in isoplot.json).", "", "![isoplot](isoplot.png)"]

@@ -89,8 +89,13 @@ def models(run: Path, which: str, warn=_warn):
         yield loaded.path.name, loaded.trainer["step"], model
 
 
+def result_name(loop: tuple[int, int, int] | None) -> str:
+    return "primitives.json" if loop is None else f"primitives-loop-{loop[0]}-{loop[1]}-{loop[2]}.json"
+
+
 def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed: int = 0,
-        tasks: list[str] | None = None, log=print) -> dict:
+        tasks: list[str] | None = None, log=print, loop: tuple[int, int, int] | None = None) -> dict:
+    """Score the primitives on a run's model(s); with loop (START, END, K), layers START..END-1 run K times."""
     run_dir = Path(run_dir)
     unknown = [t for t in tasks or [] if t not in TASKS]
     if unknown:
@@ -103,14 +108,22 @@ def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed:
     vals = _val_losses(run_dir)
     results = []
     for name, step, model in models(run_dir, which):
+        if loop is not None:
+            from stackwise.analysis import looped
+            from stackwise.analyze import parse_loop
+
+            parse_loop(":".join(map(str, loop)), model.depth)
+            model = looped(model, *loop)
         log(f"evaluating {name} (step {step}, depth {model.depth}) on {len(tasks or TASKS)} tasks × {n} ...")
         lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
         scores = evaluate(lm, tasks, n=n, shots=shots, seed=seed)
-        results.append({"checkpoint": name, "step": step, "depth": model.depth, "val_loss": vals.get(step),
+        results.append({"checkpoint": name, "step": step, "depth": model.depth,
+                        "val_loss": vals.get(step) if loop is None else None,  # (training logged the plain model)
                         "truncated_prompts": lm.truncated, "tasks": scores})
-    report = {"shots": shots, "n": n, "seed": seed, "context": cfg.train.seq_len, "results": results}
+    report = {"shots": shots, "n": n, "seed": seed, "context": cfg.train.seq_len, "results": results,
+              **({"loop": list(loop)} if loop else {})}
     (run_dir / "eval").mkdir(exist_ok=True)
-    (run_dir / "eval" / "primitives.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "eval" / result_name(loop)).write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
