@@ -24,7 +24,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from stackwise.errors import UserError
 from stackwise.model import Transformer, rope_cache
+
+
+def default_loop(depth: int, block: int) -> tuple[int, int]:
+    """The middle block: `block` layers (growth.block_size) centred in the stack, as MIDAS duplicates it."""
+    block = min(block, depth)
+    start = (depth - block) // 2
+    return start, start + block
+
+
+def parse_loop(text: str, depth: int | None = None, with_k: bool = True) -> tuple[int, ...]:
+    """START:END[:K] as ints, checked against the depth when known; a one-line UserError otherwise."""
+    form = "START:END:K" if with_k else "START:END"
+    try:
+        values = tuple(int(v) for v in text.split(":"))
+    except ValueError:
+        values = ()
+    if len(values) != (3 if with_k else 2) or not 0 <= values[0] < values[1] or (with_k and values[2] < 1) \
+            or (depth is not None and values[1] > depth):
+        raise UserError(f"--loop: '{text}' is not {form} with 0 <= START < END <= depth"
+                        + (f" ({depth})" if depth is not None else "") + (" and K >= 1" if with_k else ""))
+    return values
 
 
 def looped_layers(layers: list[nn.Module], start: int, end: int, k: int) -> list[nn.Module]:

@@ -25,27 +25,6 @@ from stackwise.errors import UserError
 DEFAULT_TASKS = ("var0_basic", "var1_basic", "var0_code", "copy_words", "copy_random")
 
 
-def default_loop(depth: int, block: int) -> tuple[int, int]:
-    """The middle block: `block` layers (growth.block_size) centred in the stack, as MIDAS duplicates it."""
-    block = min(block, depth)
-    start = (depth - block) // 2
-    return start, start + block
-
-
-def parse_loop(text: str, depth: int | None = None, with_k: bool = True) -> tuple[int, ...]:
-    """START:END[:K] as ints, checked against the depth when known; a one-line UserError otherwise."""
-    form = "START:END:K" if with_k else "START:END"
-    try:
-        values = tuple(int(v) for v in text.split(":"))
-    except ValueError:
-        values = ()
-    if len(values) != (3 if with_k else 2) or not 0 <= values[0] < values[1] or (with_k and values[2] < 1) \
-            or (depth is not None and values[1] > depth):
-        raise UserError(f"--loop: '{text}' is not {form} with 0 <= START < END <= depth"
-                        + (f" ({depth})" if depth is not None else "") + (" and K >= 1" if with_k else ""))
-    return values
-
-
 def _val_batches(run: Path, cfg, n_batches: int):
     from stackwise import data
     from stackwise.data.loader import val_batches
@@ -67,8 +46,8 @@ def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, 
     (_, _, model), = runner.models(run, "final")
     model.eval()
     tok, val = _val_batches(run, cfg, batches)
-    start, end = loop or default_loop(model.depth, cfg.growth.block_size)
-    parse_loop(f"{start}:{end}", model.depth, with_k=False)
+    start, end = loop or analysis.default_loop(model.depth, cfg.growth.block_size)
+    analysis.parse_loop(f"{start}:{end}", model.depth, with_k=False)
     out = run / "analysis"
     out.mkdir(exist_ok=True)
     log(f"analyzing {run} (depth {model.depth}): looping layers {start}..{end - 1} up to {k_max} times, "

@@ -254,7 +254,7 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
         return
     loop = None
     if args.loop:
-        from stackwise.analyze import parse_loop
+        from stackwise.analysis import parse_loop
 
         loop = parse_loop(args.loop)
     report = runner.run(Path(args.run), args.checkpoint, args.shots, args.n, args.seed, tasks, log=console.print,
@@ -282,11 +282,11 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
 
 
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
-    from stackwise import analyze
+    from stackwise import analysis, analyze
 
     if args.k_max < 1 or args.n < 1 or args.batches < 1:
         raise UserError("analyze: --k-max, --n and --batches must be >= 1")
-    kwargs = {"loop": analyze.parse_loop(args.loop, with_k=False) if args.loop else None, "k_max": args.k_max,
+    kwargs = {"loop": analysis.parse_loop(args.loop, with_k=False) if args.loop else None, "k_max": args.k_max,
               "n": args.n, "tasks": [t.strip() for t in args.tasks.split(",")] if args.tasks else None,
               "batches": args.batches, "log": console.print}
     path = Path(args.run)

@@ -109,8 +109,7 @@ def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed:
     results = []
     for name, step, model in models(run_dir, which):
         if loop is not None:
-            from stackwise.analysis import looped
-            from stackwise.analyze import parse_loop
+            from stackwise.analysis import looped, parse_loop
 
             parse_loop(":".join(map(str, loop)), model.depth)
             model = looped(model, *loop)
