@@ -98,6 +98,7 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert ec["flops"]["mean"] < base["flops"]["mean"]
     report = (out / "report.md").read_text()
     assert "| midas |" in report and "stackwise compare" in report and "isoplot.png" in report
+    assert "Accuracy at matched validation loss" in report and (out / "matched_loss.json").is_file()
     assert report.index("## Headline: the mean over seeds") < report.index("## Per seed")
     assert midas["paired_final_loss_diff"]["mean"] == pytest.approx(
         midas["final_val_loss"]["mean"] - base["final_val_loss"]["mean"])
@@ -176,3 +177,36 @@ def test_the_headline_counts_the_seeds_that_never_reach_the_baseline():
     # both seeds good: the mean curve reaches the baseline's final loss at 2 FLOPs, a 2x speedup
     _, method = report_mod.summarize({"none": base, "midas": {0: good, 1: good}})
     assert method["mean_curve_speedup"]["flops"] == pytest.approx(2.0) and method["mean_curve_speedup"]["gap"] == 0
+
+
+def _primitive_log(path, points):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"step": 10 * (i + 1), "val_loss": loss, "tasks": {
+        "var0_basic": {"generation": {"accuracy": 0.0, "chance": 0.0},
+                       "multiple_choice": {"accuracy": acc, "chance": 0.2}},
+        "arithmetic": {"generation": {"accuracy": acc / 2, "chance": 0.0}}}} for i, (loss, acc) in enumerate(points)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_accuracy_at_matched_validation_loss(tmp_path):
+    """Every run reaches loss 4.0 (the highest of the runs' lowest losses); each run's accuracy there is interpolated
+    between its evaluations around the crossing, then averaged over seeds with a t-interval."""
+    spec = {"arms": [{"label": "none"}, {"label": "midas"}], "seeds": [0, 1]}
+    curves = {("none", 0): [(5.0, 0.2), (4.5, 0.3), (4.0, 0.4)],  # reaches 4.0 at its last evaluation: 0.4
+              ("none", 1): [(5.0, 0.2), (3.8, 0.5)],  # 4.0 is 5/6 of the way from 5.0 to 3.8: 0.45
+              ("midas", 0): [(4.4, 0.3), (3.6, 0.7)],  # half way: 0.5
+              ("midas", 1): [(4.2, 0.2), (3.9, 0.8)]}  # 2/3 of the way: 0.6
+    for (label, seed), points in curves.items():
+        _primitive_log(tmp_path / "runs" / label / f"seed{seed}" / "eval" / "primitives_during_training.jsonl",
+                       points)
+    matched = report_mod.matched_loss(tmp_path, spec)
+    assert matched["val_loss"] == pytest.approx(4.0)
+    none, midas = matched["arms"]["none"]["var0_basic"], matched["arms"]["midas"]["var0_basic"]
+    assert none["mean"] == pytest.approx((0.4 + 0.2 + (5.0 - 4.0) / 1.2 * 0.3) / 2) and none["n"] == 2
+    assert midas["mean"] == pytest.approx((0.5 + 0.6) / 2)
+    assert matched["arms"]["midas"]["arithmetic"]["mean"] == pytest.approx((0.25 + 0.3) / 2)
+    assert midas["ci95"][0] < midas["mean"] < midas["ci95"][1]
+    # the plotted mean score: var0_basic by multiple choice, arithmetic greedy, averaged
+    assert matched["arms"]["midas"]["mean"]["mean"] == pytest.approx((0.55 + 0.275) / 2)
+    lines = "\n".join(report_mod._matched_lines(matched))
+    assert "matched validation loss 4.0000" in lines and "| midas | 2 |" in lines

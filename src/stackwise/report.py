@@ -226,6 +226,50 @@ def primitive_score(tasks: dict) -> tuple[float, float]:
     return float(np.mean([r["accuracy"] for r in scores])), float(np.mean([r["chance"] for r in scores]))
 
 
+def _primitive_curves(out: Path, spec: dict[str, Any]) -> dict[str, dict[int, list[tuple[float, dict[str, float]]]]]:
+    """Per arm and seed: [(val loss, {task: score, "mean": mean score})] at each evaluation during training."""
+    curves: dict[str, dict[int, list[tuple[float, dict[str, float]]]]] = {}
+    for arm in spec["arms"]:
+        for seed in spec["seeds"]:
+            path = out / "runs" / arm["label"] / f"seed{seed}" / "eval" / "primitives_during_training.jsonl"
+            if not path.is_file():
+                continue
+            points = []
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                scores = {t: (r.get("multiple_choice") or r["generation"])["accuracy"] for t, r in row["tasks"].items()}
+                points.append((row["val_loss"], {**scores, "mean": primitive_score(row["tasks"])[0]}))
+            if points:
+                curves.setdefault(arm["label"], {})[seed] = points
+    return curves
+
+
+def _at_loss(points: list[tuple[float, dict[str, float]]], target: float) -> dict[str, float]:
+    """Scores where the run's validation loss first comes down to `target`, linearly interpolated in loss between
+    the evaluations around that crossing (the first evaluation's scores if it already starts below)."""
+    if points[0][0] <= target:
+        return dict(points[0][1])
+    for (l0, s0), (l1, s1) in zip(points, points[1:]):
+        if l1 <= target:
+            w = (l0 - target) / (l0 - l1)
+            return {k: s0[k] + w * (s1[k] - s0[k]) for k in s0}
+    raise AssertionError("target loss not reached")  # (the caller picks a loss every run reaches)
+
+
+def matched_loss(out: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+    """Primitive accuracy at one validation loss that every run reaches (the highest of the runs' lowest losses),
+    interpolated on each run's isoplot; per arm the mean over seeds with a 95% t-interval, per task and overall."""
+    curves = _primitive_curves(out, spec)
+    if not curves:
+        return None
+    target = max(min(loss for loss, _ in points) for by_seed in curves.values() for points in by_seed.values())
+    arms = {}
+    for label, by_seed in curves.items():
+        at = [_at_loss(points, target) for points in by_seed.values()]
+        arms[label] = {key: paired_difference([a[key] for a in at]) for key in at[0]}
+    return {"val_loss": target, "arms": arms}
+
+
 def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]] | None:
     """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step)."""
     data: dict[str, list[dict[str, float]]] = {}
@@ -285,6 +329,23 @@ def _headline(row: dict[str, Any]) -> str:
     seeds = " / ".join(f"{v:.3f}" for v in row["per_seed_final_val_loss"].values())
     return (f"| {row['method']} | {len(row['seeds'])} | {_fmt(row['final_val_loss'], 4)} | {paired} | {reached} | "
             f"{row['reached_baseline_loss']} | {seeds} |")
+
+
+def _matched_lines(matched: dict[str, Any]) -> list[str]:
+    tasks = [k for k in next(iter(matched["arms"].values())) if k != "mean"]
+
+    def cell(stat: dict[str, Any]) -> str:
+        ci = "" if stat["ci95"] is None else f" [{stat['ci95'][0]:.0%}, {stat['ci95'][1]:.0%}]"
+        return f"{stat['mean']:.1%}{ci}"
+
+    lines = ["", f"Accuracy at matched validation loss {matched['val_loss']:.4f} (the highest of the runs' lowest "
+             "losses, so every run reaches it; interpolated on each run's isoplot; mean over seeds with a 95% "
+             "t-interval; matched_loss.json):", "",
+             "| method | seeds | mean | " + " | ".join(tasks) + " |", "|---|---:|---:|" + "---:|" * len(tasks)]
+    for label, stats in matched["arms"].items():
+        lines.append(f"| {label} | {stats['mean']['n']} | {cell(stats['mean'])} | "
+                     + " | ".join(cell(stats[t]) for t in tasks) + " |")
+    return lines
 
 
 def _analysis_lines(summary: dict[str, Any]) -> list[str]:
@@ -450,6 +511,9 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
     if isoplot(out, spec):
         lines += ["", "Isoplot: mean reasoning-primitive accuracy against validation loss at the evaluation steps "
                   "during training (`eval.primitives_every`; numbers in isoplot.json).", "", "![isoplot](isoplot.png)"]
+        matched = matched_loss(out, spec)
+        (out / "matched_loss.json").write_text(json.dumps(matched, indent=2) + "\n")
+        lines += _matched_lines(matched)
     lines += ["", "![loss vs FLOPs](loss_vs_flops.png)", "![loss vs wall](loss_vs_wall.png)",
               "![loss vs calibrated time](loss_vs_calibrated_wall.png)", "![loss vs step](loss_vs_step.png)",
               "![depth](depth.png)", ""]
