@@ -54,9 +54,9 @@ def test_probe_command_on_a_tiny_run(tiny_cfg, tmp_path):
     run = tmp_path / "run"
     train(tiny_cfg(train__steps=3), run, console=Console(quiet=True))
     assert main(["probe", str(run), "--steps", "4", "--eval-every", "2", "--window", "2", "--seeds", "2",
-                 "--n-test", "20", "--lr", "1e-3"]) == 0
+                 "--n-train", "16", "--n-test", "20", "--lr", "1e-3"]) == 0
     result = json.loads((run / "eval" / "probe.json").read_text())
-    assert result["chance"] == 0.2 and result["late_accuracy"]["n"] == 2
+    assert result["chance"] == 0.2 and result["late_accuracy"]["n"] == 2 and result["config"]["n_train"] == 16
     assert [c["step"] for c in result["per_seed"][0]["curve"]] == [0, 2, 4]
     assert all(0 <= s["late_accuracy"] <= 1 for s in result["per_seed"])
 
