@@ -19,36 +19,7 @@ DOC=${DOC:-docs/results/robust-growth}
 SW="python -m stackwise"
 CFG=robust-growth
 
-publish() {  # publish PART: the comparison's report files and each finished run's small files
-  local part=$1 src=$OUT/$1
-  mkdir -p "$DOC/$part"
-  cp "$src"/{report.md,summary.json,compare.json} "$src"/*.png "$DOC/$part/" 2>/dev/null || true
-  cp "$src"/calibration.json "$src"/growth_events.json "$DOC/$part/" 2>/dev/null || true
-  for run in "$src"/runs/*/seed*; do
-    [ -f "$run/result.json" ] || continue
-    local dst="$DOC/$part/runs/${run#"$src"/runs/}"
-    mkdir -p "$dst"
-    cp "$run"/{config.yaml,metrics.jsonl,result.json} "$dst/"
-    cp "$run"/events.jsonl "$dst/" 2>/dev/null || true
-  done
-}
-
-restore() {  # restore PART: finished runs published earlier (small files suffice for reports and reuse) come back
-  local part=$1
-  [ -d "$DOC/$part/runs" ] || return 0
-  for run in "$DOC/$part"/runs/*/seed*; do
-    local dst="$OUT/$part/runs/${run#"$DOC/$part"/runs/}"
-    if [ -f "$run/result.json" ] && [ ! -f "$dst/result.json" ]; then rm -rf "$dst" && mkdir -p "$dst" && cp "$run"/* "$dst/"; fi
-  done
-  if [ -f "$DOC/$part/calibration.json" ] && [ ! -f "$OUT/$part/calibration.json" ]; then
-    cp "$DOC/$part/calibration.json" "$OUT/$part/"
-  fi
-}
-
-reuse() {  # reuse FROM_PART FROM_LABEL TO_PART TO_LABEL SEED: a finished run with the same config serves twice
-  local from=$OUT/$1/runs/$2/seed$5 to=$OUT/$3/runs/$4/seed$5
-  if [ -f "$from/result.json" ] && [ ! -e "$to" ]; then mkdir -p "$(dirname "$to")" && cp -r "$from" "$to"; fi
-}
+source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
 
 if [[ $PART == pilot || $PART == all ]]; then
   restore pilot

@@ -135,6 +135,19 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert main(["eval", str(out), "--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]) == 0
     table = json.loads((out / "eval" / "primitives.json").read_text())
     assert set(table) == {"none", "midas", "equal-compute"}
+    # results stay usable without the models (a study published across sittings keeps only small files)
+    import shutil
+
+    for label in ("none", "midas", "equal-compute"):
+        shutil.rmtree(out / "runs" / label / "seed0" / "final")
+    capsys.readouterr()
+    assert main(["eval", str(out), "--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]) == 0
+    assert "reusing" in capsys.readouterr().out
+    assert json.loads((out / "eval" / "primitives.json").read_text()) == table
+    before = (out / "analysis" / "analysis.json").read_text()
+    assert main(["analyze", str(out), "--k-max", "2", "--n", "2", "--tasks", "var0_basic", "--batches", "1"]) == 0
+    assert (out / "analysis" / "analysis.json").read_text() == before
+    assert main(["analyze", str(out), "--k-max", "3", "--n", "2", "--tasks", "var0_basic", "--batches", "1"]) == 2
     assert table["midas"]["var1_code"]["multiple_choice"]["n"] == 2 and "| var1_code | 20% |" in (
         out / "eval" / "primitives.md").read_text()
 

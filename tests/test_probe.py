@@ -80,6 +80,10 @@ def test_probe_on_a_comparison_takes_the_runs_of_the_chosen_training_seeds(tiny_
     table = json.loads((study / "eval" / "probe.json").read_text())
     assert list(table) == ["none", "midas"] and all(row["n"] == 1 for row in table.values())
     assert "training seeds 1;" in (study / "eval" / "probe.md").read_text()
+    shutil.rmtree(study / "runs" / "midas" / "seed1" / "final")  # a probed run's model gone: its result is reused
+    capsys.readouterr()
+    assert main(["probe", str(study), *flags, "--run-seeds", "1"]) == 0
+    assert "reusing" in capsys.readouterr().out and json.loads((study / "eval" / "probe.json").read_text()) == table
 
     capsys.readouterr()
     assert main(["probe", str(study), *flags, "--run-seeds", "2"]) == 2

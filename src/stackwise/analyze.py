@@ -42,6 +42,15 @@ def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, 
     from stackwise.evals.scoring import StackwiseLM, evaluate
 
     run = Path(run)
+    settings = {"loop": list(loop) if loop else None, "k_max": k_max, "n": n, "tasks": list(tasks or DEFAULT_TASKS),
+                "batches": batches}
+    stored = run / "analysis" / "settings.json"
+    if not (run / "final").is_dir() and stored.is_file():
+        if json.loads(stored.read_text()) != settings:
+            raise UserError(f"{run}: its analysis was made with other settings, and its model is not at hand")
+        log(f"reusing {run / 'analysis'} (made with the same settings; the model is not at hand)")
+        return {name: json.loads((run / "analysis" / f"{name}.json").read_text())
+                for name in ("looping", "similarity", "depth_use")}
     cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     (_, _, model), = runner.models(run, "final")
     model.eval()
@@ -67,6 +76,7 @@ def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, 
     }
     for name, value in results.items():
         (out / f"{name}.json").write_text(json.dumps(value, indent=2) + "\n")
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     _plot_run(results, out, model.depth)
     return results
 
@@ -119,7 +129,7 @@ def analyze_comparison(cmp_dir: Path, **kwargs) -> dict[str, Any]:
     for arm in spec["arms"]:
         for seed in spec["seeds"]:
             run = cmp_dir / "runs" / arm["label"] / f"seed{seed}"
-            if (run / "final").is_dir():
+            if (run / "final").is_dir() or (run / "analysis" / "settings.json").is_file():
                 per_method.setdefault(arm["label"], []).append(analyze_run(run, **kwargs))
     if not per_method:
         raise UserError(f"{cmp_dir}: no finished run to analyze")

@@ -126,21 +126,39 @@ def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed:
     return report
 
 
+def _stored(path: Path, settings: dict) -> dict | None:
+    """A run's earlier result file when it was made with exactly these settings (so a comparison can be evaluated
+    again, or across sittings, from results whose models are no longer at hand), else None."""
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text())
+    return stored if all(stored.get(k) == v for k, v in settings.items()) else None
+
+
 def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, tasks: list[str] | None = None,
                    log=print) -> dict:
     """Evaluate the final model of every run of a `stackwise compare` directory; per-method table over seeds.
 
     Writes CMP_DIR/eval/primitives.json ({method: {task: {...per seed..., mean}}}) and eval/primitives.md.
-    Per-run results also land in each run's own eval/primitives.json.
+    Per-run results also land in each run's own eval/primitives.json; a run whose file was made with the same
+    shots, n, seed and tasks is not evaluated again (its model need not be at hand).
     """
     spec = json.loads((cmp_dir / "compare.json").read_text())
     table: dict[str, dict] = {}
     for arm in spec["arms"]:
         for s in spec["seeds"]:
             run_dir = cmp_dir / "runs" / arm["label"] / f"seed{s}"
-            if not (run_dir / "final" / "model.safetensors").is_file():
+            report = _stored(run_dir / "eval" / "primitives.json",
+                             {"shots": shots, "n": n, "seed": seed, "tasks": tasks or list(TASKS)})
+            if report is None and not (run_dir / "final" / "model.safetensors").is_file():
                 continue
-            result = run(run_dir, "final", shots, n, seed, tasks, log)["results"][0]
+            if report is None:
+                report = run(run_dir, "final", shots, n, seed, tasks, log)
+                report["tasks"] = tasks or list(TASKS)
+                (run_dir / "eval" / "primitives.json").write_text(json.dumps(report, indent=2) + "\n")
+            else:
+                log(f"reusing {run_dir / 'eval' / 'primitives.json'}")
+            result = report["results"][-1]
             for name, scores in result["tasks"].items():
                 entry = table.setdefault(arm["label"], {}).setdefault(name, {"seeds": []})
                 entry["seeds"].append({"seed": s, "val_loss": result["val_loss"], **scores})
@@ -182,6 +200,10 @@ def probe(path: Path, cfg, which: str = "final", log=print, run_seeds: list[int]
     from stackwise.evals.probe import run_probe
 
     def one(run_dir: Path) -> dict:
+        stored = _stored(run_dir / "eval" / "probe.json", {"config": cfg.__dict__})
+        if stored is not None:
+            log(f"reusing {run_dir / 'eval' / 'probe.json'}")
+            return stored
         tok_path = run_dir / "tokenizer.json"
         tok = load_tokenizer(tok_path if tok_path.is_file() else run_dir / "final" / "tokenizer.json")
         (name, step, model), = models(run_dir, which)
@@ -204,7 +226,8 @@ def probe(path: Path, cfg, which: str = "final", log=print, run_seeds: list[int]
         accs = []
         for s in seeds:
             run_dir = path / "runs" / arm["label"] / f"seed{s}"
-            if (run_dir / "final" / "model.safetensors").is_file():
+            if (run_dir / "final" / "model.safetensors").is_file() or _stored(run_dir / "eval" / "probe.json",
+                                                                             {"config": cfg.__dict__}):
                 log(f"probe: {arm['label']} seed {s}")
                 accs += [x["late_accuracy"] for x in one(run_dir)["per_seed"]]
         if accs:
