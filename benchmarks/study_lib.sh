@@ -6,14 +6,21 @@ publish() {  # publish PART: the comparison's report files and each finished run
   local part=$1 src=$OUT/$1
   mkdir -p "$DOC/$part"
   cp "$src"/{report.md,summary.json,compare.json} "$src"/*.png "$DOC/$part/" 2>/dev/null || true
-  cp "$src"/calibration.json "$src"/growth_events.json "$DOC/$part/" 2>/dev/null || true
+  cp "$src"/{calibration.json,growth_events.json,isoplot.json,matched_loss.json} "$DOC/$part/" 2>/dev/null || true
+  for sub in eval analysis; do  # `stackwise eval|probe|analyze` on the comparison
+    if [ -d "$src/$sub" ]; then mkdir -p "$DOC/$part/$sub" && cp "$src/$sub"/*.{json,md,png} "$DOC/$part/$sub/" 2>/dev/null || true; fi
+  done
   for run in "$src"/runs/*/seed*; do
     [ -f "$run/result.json" ] || continue
     local dst="$DOC/$part/runs/${run#"$src"/runs/}"
     mkdir -p "$dst"
     cp "$run"/{config.yaml,metrics.jsonl,result.json} "$dst/"
     cp "$run"/events.jsonl "$dst/" 2>/dev/null || true
+    for sub in eval analysis; do  # the run's own results (small JSON), reused when its model is gone
+      if [ -d "$run/$sub" ]; then mkdir -p "$dst/$sub" && cp "$run/$sub"/*.json* "$dst/$sub/" 2>/dev/null || true; fi
+    done
   done
+  return 0
 }
 
 restore() {  # restore PART: finished runs published earlier (small files suffice for reports and reuse) come back
@@ -21,7 +28,7 @@ restore() {  # restore PART: finished runs published earlier (small files suffic
   [ -d "$DOC/$part/runs" ] || return 0
   for run in "$DOC/$part"/runs/*/seed*; do
     local dst="$OUT/$part/runs/${run#"$DOC/$part"/runs/}"
-    if [ -f "$run/result.json" ] && [ ! -f "$dst/result.json" ]; then rm -rf "$dst" && mkdir -p "$dst" && cp "$run"/* "$dst/"; fi
+    if [ -f "$run/result.json" ] && [ ! -f "$dst/result.json" ]; then rm -rf "$dst" && mkdir -p "$dst" && cp -r "$run"/. "$dst/"; fi
   done
   if [ -f "$DOC/$part/calibration.json" ] && [ ! -f "$OUT/$part/calibration.json" ]; then
     cp "$DOC/$part/calibration.json" "$OUT/$part/"

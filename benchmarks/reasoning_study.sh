@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The reasoning study behind docs/results/reasoning/ (recipes/reasoning.yaml: an 8-layer d_model 128 model on prose
+# mixed with generated reasoning-rich text, primitives scored during training). Parts, in order; each resumable
+# (finished runs and their evaluations are reused; published small files are restored on a fresh checkout):
+#
+#   pilot   the fixed-depth baseline at synthetic shares 0.1, 0.2 and 0.4 (1 seed each): 5-shot primitives
+#           (n=200) and the fine-tuning probe; the smallest share at which at least four tasks, one of them a
+#           depth-1 variable assignment, have a 95% interval above chance is the study's share
+#   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, at that share: compare (isoplots and accuracy at
+#           matched validation loss in its report), 5-shot primitives, the probe (256 examples, 3 data seeds) and
+#           the depth analyses (looping the middle block, similarity, depth use)
+#
+#   bash benchmarks/reasoning_study.sh [pilot|study|all]     (default all; OUT=runs/reasoning)
+#   SMOKE=1 bash benchmarks/reasoning_study.sh               (the same steps on a tiny model, in minutes: a check)
+set -euo pipefail
+PART=${1:-all}
+if [ -n "${SMOKE:-}" ]; then OUT=${OUT:-runs/reasoning-smoke} DOC=${DOC:-runs/reasoning-smoke/published}; fi
+OUT=${OUT:-runs/reasoning}
+DOC=${DOC:-docs/results/reasoning}
+SW="python -m stackwise"
+source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
+
+CFG=(--config reasoning)
+EVAL=(--n 200)
+PROBE=(--n-train 256 --seeds 3 --steps 200)
+ANALYZE=(--k-max 4 --n 100)
+SEEDS=3
+if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks the script, measures nothing
+  CFG=(--config reasoning --model.n_layers 4 --model.d_model 32 --model.n_heads 2 --model.vocab_size 512
+       --train.steps 24 --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --eval.primitives_every 12
+       --eval.primitives_n 4 --checkpoint.every 12)
+  EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --eval-every 1 --window 1 --n-test 10)
+  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1
+fi
+
+evaluate() {  # evaluate PART: primitives, probe and analyses of every run of the comparison (stored ones reused)
+  $SW eval "$OUT/$1" "${EVAL[@]}"
+  $SW probe "$OUT/$1" "${PROBE[@]}"
+  $SW analyze "$OUT/$1" "${ANALYZE[@]}"
+}
+
+SHARES="0.1 0.2 0.4"
+if [[ $PART == pilot || $PART == all ]]; then
+  for share in $SHARES; do
+    restore "pilot-$share"
+    $SW compare "${CFG[@]}" --out "$OUT/pilot-$share" --seeds 1 --methods none \
+        --data.mix "bundled:$(python -c "print(round(1 - $share, 4))"),synthetic:$share"
+    evaluate "pilot-$share"
+    publish "pilot-$share"
+  done
+fi
+
+if [[ $PART == study || $PART == all ]]; then
+  SHARE=$(python - "$OUT" $SHARES <<'PY'
+import json, sys
+out, shares = sys.argv[1], sys.argv[2:]
+for share in shares:  # the smallest share whose baseline clears chance on >= 4 tasks incl. a depth-1 assignment
+    table = json.load(open(f"{out}/pilot-{share}/eval/primitives.json"))["none"]
+    above = [t for t, e in table.items() if "multiple_choice" in e
+             and e["multiple_choice"]["ci95"][0] > e["multiple_choice"]["chance"]]
+    if len(above) >= 4 and any(t.startswith("var1_") for t in above):
+        print(share)
+        break
+else:
+    print(shares[-1])
+    print(f"no pilot share cleared chance on 4 tasks; using the largest, {shares[-1]}", file=sys.stderr)
+PY
+)
+  echo "synthetic share: $SHARE"
+  restore study
+  $SW compare "${CFG[@]}" --out "$OUT/study" --seeds $SEEDS --methods none,midas,gradstack,lidas \
+      --data.mix "bundled:$(python -c "print(round(1 - $SHARE, 4))"),synthetic:$SHARE"
+  evaluate study
+  $SW report "$OUT/study"
+  publish study
+fi
+echo "reports in $DOC"
