@@ -55,9 +55,11 @@ def test_an_event_that_never_recovers_is_closed_as_such():
 
 def test_a_grown_run_records_jump_and_recovery_and_resumes_to_the_same_figures(tiny_cfg, tmp_path):
     cfg = tiny_cfg(model__n_layers=2, growth__method="midas", growth__block_size=1, train__steps=40,
-                   eval__every=20, checkpoint__every=5, checkpoint__keep=10, eval__sample_tokens=0)
+                   eval__every=20, checkpoint__every=5, checkpoint__keep=10, eval__sample_tokens=0,
+                   log__tensorboard=True)
     run = tmp_path / "run"
     train(cfg, run, console=Console(quiet=True))
+    before = _tensorboard(run)
     events = [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()]
     assert [e["step"] for e in events] == [13]  # PROP-1 over 40 steps: floor(40/3)
     (event,) = events
@@ -67,3 +69,18 @@ def test_a_grown_run_records_jump_and_recovery_and_resumes_to_the_same_figures(t
     train(cfg, run, resume=True, console=Console(quiet=True))
     assert [json.loads(line) for line in (run / "events.jsonl").read_text().splitlines()] == \
         [{**event, "seconds": json.loads((run / "events.jsonl").read_text())["seconds"]}]
+    # TensorBoard (log.tensorboard): the metrics read back from the event files, one value per step after the resume
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    after = _tensorboard(run)
+    assert [s for s, _ in after["train/train_loss"]] == [m["step"] for m in metrics]
+    assert [v for _, v in after["train/train_loss"]] == pytest.approx([m["train_loss"] for m in metrics], rel=1e-6)
+    assert [s for s, _ in after["val/loss"]] == [20, 40] and after["growth/depth"] == [(13, 2.0)]
+    assert after["train/train_loss"][:10] == before["train/train_loss"][:10]
+
+
+def _tensorboard(run) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run / "tensorboard"))
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}

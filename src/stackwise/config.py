@@ -112,6 +112,11 @@ class CheckpointConfig:
 
 
 @dataclass
+class LogConfig:
+    tensorboard: bool = False  # also write TensorBoard event files to RUN/tensorboard (pip install -e ".[tensorboard]")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -120,6 +125,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -184,7 +190,7 @@ RANGES: dict[str, Range] = {
 RESUMABLE_CHANGES = frozenset({
     "train.log_every", "train.device", "train.compile", "train.parallel", "train.grad_accum", "data.cache_dir",
     "eval.every", "eval.batches", "eval.sample_tokens", "eval.primitives_every", "eval.primitives_n",
-    "eval.primitives_shots", "eval.primitives_tasks", "checkpoint.every", "checkpoint.keep",
+    "eval.primitives_shots", "eval.primitives_tasks", "checkpoint.every", "checkpoint.keep", "log.tensorboard",
 })
 
 

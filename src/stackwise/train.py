@@ -263,10 +263,14 @@ class Trainer:
         self.model.train()
 
     def _open_logs(self, resume_step: int | None) -> None:
-        self.metrics = self.events = self.primitives_log = None
+        self.metrics = self.events = self.primitives_log = self.tensorboard = None
         if not self.world.main:
             return
         self.metrics = MetricsLog(self.out / "metrics.jsonl", resume_step)
+        if self.cfg.log.tensorboard:
+            from stackwise.tensorboard_log import TensorBoardLog
+
+            self.tensorboard = TensorBoardLog(self.out, None if resume_step is None else resume_step + 1)
         # a growth event's step is the number of steps done before it, and the checkpoint of a boundary step is
         # written before the growth: resuming from step R replays the events at steps >= R
         self.events = MetricsLog(self.out / "events.jsonl", None if resume_step is None else resume_step - 1)
@@ -286,6 +290,8 @@ class Trainer:
         if world.main:
             self.events.write({"event": "growth", "step": step, "stage": stage.index, "depth": self.model.depth,
                                "seconds": time.perf_counter() - t0, "loss_jump": None, "recovery_steps": None})
+            if self.tensorboard:
+                self.tensorboard.event(step, self.model.depth)
         self.bar.console.print(f"step {step:>6}  grew to depth {self.model.depth} "
                                f"(stage {stage.index}/{len(self.stages)})")
 
@@ -338,6 +344,8 @@ class Trainer:
                                    f"lr {record['lr']:.2e}")
         if self.world.main:
             self.metrics.write(record)
+            if self.tensorboard:
+                self.tensorboard.write(record)
         if is_primitives:
             whole = parallel.gather_model(self.model, cfg) if self.sharded else self.model  # collective under FSDP
             if self.world.main:
@@ -377,6 +385,8 @@ class Trainer:
             return Result(self.out, **stats, sample="")
 
         hf.export(model, self.out / "final", cfg, self.data.tokenizer)
+        if self.tensorboard:
+            self.tensorboard.close()
         result = Result(self.out, **stats, sample=_sample(model, self.data.tokenizer, cfg, self.device))
         config_mod.write_atomic(self.out / "result.json", json.dumps(result.to_dict(), indent=2) + "\n")
         parallel.barrier(self.world)
