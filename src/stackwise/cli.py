@@ -86,6 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, help="lm-eval: at most this many examples per task")
     p.add_argument("--loop", metavar="START:END:K", help="run layers START..END-1 K times at inference (weights "
                    "shared; K=1 is the model itself); writes eval/primitives-loop-START-END-K.json")
+    p = sub.add_parser("grow", help="grow a Hugging Face Llama/Mistral checkpoint offline and write it back "
+                       "(docs/grow-existing.md)")
+    p.add_argument("checkpoint", help="a local Hugging Face folder: config.json, safetensors, tokenizer.json")
+    p.add_argument("--method", default="midas", help="growth operator: midas, lidas, gradstack, progressive, or a "
+                   "--plugin's (default: midas)")
+    p.add_argument("--to", type=int, required=True, help="target depth")
+    p.add_argument("--block-size", type=int, help="layers added per growth event (default: all at once)")
+    p.add_argument("--init", default="identity", choices=["identity", "copy", "random"],
+                   help="new layers: identity (copies with zeroed output projections: the same function; default), "
+                   "copy (as stacking does) or random")
+    p.add_argument("--copy-noise", type=float, default=0.0, help="noise on copied layers, relative to each weight's "
+                   "std (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random init and noise (default: 0)")
+    p.add_argument("--out", required=True, help="output folder (a Hugging Face folder transformers loads)")
     p = sub.add_parser("analyze", help="depth analyses: looping the middle block, layer similarity, depth use")
     p.add_argument("run", help="run directory, or a comparison directory (every run, plus per-method means)")
     p.add_argument("--loop", metavar="START:END", help="the block to loop (default: the middle growth.block_size "
@@ -283,6 +297,29 @@ def cmd_eval(args: argparse.Namespace, console: Console) -> None:
     console.print(f"wrote {Path(args.run) / 'eval' / runner.result_name(loop)}")
 
 
+def cmd_grow(args: argparse.Namespace, console: Console) -> None:
+    import torch
+
+    from stackwise import checkpoint, hf, hf_import
+    from stackwise.grow import grow_layers
+
+    if not 0 <= args.copy_noise <= 1:
+        raise UserError("--copy-noise: must be in [0, 1]")
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out: {out} already exists")
+    model, tok, hf_cfg = hf_import.load_llama(args.checkpoint)
+    depth = model.depth
+    torch.manual_seed(args.seed)
+    for source_map in hf_import.growth_maps(args.method, depth, args.to, args.block_size):
+        model.layers = torch.nn.ModuleList(grow_layers(list(model.layers), source_map, args.init,
+                                                       model.cfg.init_std, args.to, args.copy_noise))
+    positions = hf_cfg.get("max_position_embeddings", 2048)
+    checkpoint.write_folder(out, lambda folder: hf.save_pretrained(model, folder, positions, tok))
+    console.print(f"grew {args.checkpoint} from {depth} to {model.depth} layers ({args.method}, init {args.init}); "
+                  f"wrote {out}")
+
+
 def cmd_analyze(args: argparse.Namespace, console: Console) -> None:
     from stackwise import analysis, analyze
 
@@ -381,7 +418,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> None:
 
 
 COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "report": cmd_report, "eval": cmd_eval,
-            "export": cmd_export, "probe": cmd_probe, "analyze": cmd_analyze}
+            "export": cmd_export, "probe": cmd_probe, "analyze": cmd_analyze,
+            "grow": cmd_grow}
 
 
 def main(argv: list[str] | None = None) -> int:
