@@ -130,3 +130,45 @@ def test_grow_offline_identity_keeps_the_logits_and_transformers_loads_it(tmp_pa
     assert main(["grow", str(src), "--to", "3", "--out", str(tmp_path / "y")]) == 2
     assert main(["grow", str(src), "--to", "5", "--out", str(tmp_path / "deep")]) == 2  # exists
     assert hf_import.growth_maps("progressive", 3, 12, None) == [[0, 1, 2, 0, 1, 2], [*range(6), *range(6)]]
+
+
+def test_grow_and_continue_pretraining_a_checkpoint_then_transformers_loads_it(corpus, tmp_path, capsys):
+    """The round trip: a Llama made by transformers -> stackwise train --init.from (MIDAS from its 2 layers to 3,
+    identity init) on our text -> final/ -> transformers loads it, and its held-out loss fell."""
+    tok = tokenizer_mod.train_bpe([corpus["train"].read_text()], VOCAB)
+    tok_file = tmp_path / "tokenizer.json"
+    tok.save(str(tok_file))
+    theirs = _llama(num_hidden_layers=2, tie_word_embeddings=True)
+    src = _save(theirs, tmp_path / "src", tok_file)
+    held_out = torch.tensor([tok.encode(corpus["val"].read_text()[:2000]).ids[:129]])
+
+    def loss(model) -> float:
+        with torch.no_grad():
+            return float(model(held_out[:, :-1], labels=held_out[:, :-1]).loss)
+
+    flags = ["--init.from", str(src), "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
+             "--train.steps", "30", "--train.batch_size", "8", "--train.seq_len", "32", "--train.lr", "3e-3",
+             "--train.warmup_steps", "3", "--eval.every", "0", "--eval.sample_tokens", "0"]
+    run = tmp_path / "run"
+    assert main(["train", *flags, "--growth.method", "midas", "--model.n_layers", "3", "--growth.block_size", "1",
+                 "--growth.init", "identity", "--out", str(run)]) == 0
+    result = json.loads((run / "result.json").read_text())
+    assert [s["depth"] for s in result["stages"]] == [2, 3]  # the plan starts at the checkpoint's depth
+    saved = (run / "config.yaml").read_text()
+    assert "checkpoint: " + str(src) in saved and "tokenizer: " + str(src / "tokenizer.json") in saved
+    grown = transformers.AutoModelForCausalLM.from_pretrained(run / "final").eval()
+    assert grown.config.num_hidden_layers == 3 and loss(grown) < loss(theirs) - 0.1
+    # training starts from the checkpoint's weights: at a negligible LR the exported model is the checkpoint
+    assert main(["train", *flags, "--train.steps", "2", "--train.warmup_steps", "1", "--train.lr", "1e-9",
+                 "--growth.method", "none", "--out", str(tmp_path / "still")]) == 0  # (later flags win)
+    still = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "still" / "final").eval()
+    with torch.no_grad():
+        assert torch.allclose(still(held_out).logits, theirs(held_out).logits, atol=1e-4)
+    # an explicit value the checkpoint contradicts is refused before anything runs, in one line
+    capsys.readouterr()
+    assert main(["train", *flags, "--model.d_model", "64", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "model.d_model: 64 conflicts with the checkpoint's 32" in err and not (tmp_path / "bad").exists()
+    assert main(["plan", "--init.from", str(src), "--growth.method", "midas", "--model.n_layers", "4",
+                 "--growth.block_size", "1", "--json"]) == 0
+    assert [s["depth"] for s in json.loads(capsys.readouterr().out)["stages"]] == [2, 3, 4]

@@ -33,8 +33,9 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         help_text = f"default: {default}" + (f"; one of {', '.join(choices)}" if choices else "")
         if section_name == "growth.method":
             help_text += "".join(f"; {op.name}: {op.summary}" for op in operators.OPERATORS.values())
-        parser.add_argument(f"--{section_name}", dest=section_name, default=argparse.SUPPRESS, metavar="V",
-                            help=help_text)
+        aliases = [f"--{a}" for a, key in config_mod.ALIASES.items() if key == section_name]
+        parser.add_argument(*aliases, f"--{section_name}", dest=section_name, default=argparse.SUPPRESS,
+                            metavar="V", help=help_text)
 
 
 class _Parser(argparse.ArgumentParser):

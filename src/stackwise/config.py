@@ -112,6 +112,11 @@ class CheckpointConfig:
 
 
 @dataclass
+class InitConfig:
+    checkpoint: str | None = None  # (flag --init.from) a Hugging Face Llama/Mistral folder to start from
+
+
+@dataclass
 class LogConfig:
     tensorboard: bool = False  # also write TensorBoard event files to RUN/tensorboard (pip install -e ".[tensorboard]")
 
@@ -126,6 +131,7 @@ class Config:
     growth: GrowthConfig = field(default_factory=GrowthConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -291,10 +297,14 @@ def _optional_of(typ: Any) -> Any:
     return None
 
 
+ALIASES = {"init.from": "init.checkpoint"}  # `from` is a Python keyword: the field is init.checkpoint
+
+
 def apply(cfg: Config, values: dict[str, Any]) -> Config:
     """Set dotted fields ('train.steps': 500) on cfg; unknown names raise a UserError."""
     known = fields_of(cfg)
     for key, value in values.items():
+        key = ALIASES.get(key, key)
         if key not in known:
             sections = [f.name for f in dataclasses.fields(cfg)]
             hint = "" if key.split(".")[0] in sections else f" (sections: {', '.join(sections)})"
@@ -357,8 +367,48 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
         except UserError as e:
             raise UserError(f"{p}: {e}") from None
     apply(cfg, overrides or {})
+    if not saved:
+        resolve_init(cfg)
     validate(cfg)
     return cfg
+
+
+def resolve_init(cfg: Config) -> None:
+    """With init.from DIR, the model's shape and tokenizer come from the checkpoint: every model.* field but
+    n_layers (the target depth) and data.tokenizer are set from it, and a value set otherwise is refused. The plan
+    starts at the checkpoint's depth d0: a fixed-depth run stays at d0 (model.n_layers defaults to it), a growth
+    method grows from d0 (growth.start_layers = d0) to model.n_layers."""
+    if not cfg.init.checkpoint:
+        return
+    from stackwise import llama_config
+
+    folder = Path(cfg.init.checkpoint).expanduser()
+    fields = llama_config.model_fields(llama_config.read_config(folder), f"init.from: {folder}")
+    d0, default = fields.pop("n_layers"), ModelConfig()
+    for name, value in fields.items():
+        ours = getattr(cfg.model, name)
+        if ours != value and ours != getattr(default, name):
+            raise UserError(f"model.{name}: {ours!r} conflicts with the checkpoint's {value!r} (init.from takes the "
+                            "model's shape from the checkpoint; leave it unset)")
+        setattr(cfg.model, name, value)
+    tokenizer = str(folder / "tokenizer.json")
+    if cfg.data.tokenizer not in (None, tokenizer):
+        raise UserError(f"data.tokenizer: {cfg.data.tokenizer} conflicts with init.from (the checkpoint's own "
+                        f"tokenizer, {tokenizer}, is used)")
+    cfg.data.tokenizer = tokenizer
+    g = cfg.growth
+    if g.method == "none":
+        if cfg.model.n_layers not in (d0, default.n_layers):
+            raise UserError(f"model.n_layers: {cfg.model.n_layers} differs from the checkpoint's {d0} layers and "
+                            "growth.method is none; choose a growth method to grow it")
+        cfg.model.n_layers = d0
+        return
+    if cfg.model.n_layers <= d0:
+        raise UserError(f"model.n_layers: {cfg.model.n_layers} is not deeper than the checkpoint's {d0} layers "
+                        f"(growth.method {g.method} grows it to model.n_layers)")
+    if g.start_layers not in (None, d0):
+        raise UserError(f"growth.start_layers: {g.start_layers} conflicts with the checkpoint's depth {d0}")
+    g.start_layers = d0
 
 
 def from_dict(tree: dict[str, Any]) -> Config:

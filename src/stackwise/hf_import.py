@@ -18,70 +18,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
-import torch
-from safetensors.torch import load_file
-from tokenizers import Tokenizer
+from typing import TYPE_CHECKING
 
 from stackwise import operators
-from stackwise.config import ModelConfig
 from stackwise.errors import UserError
-from stackwise.model import Transformer
+from stackwise.llama_config import model_fields, read_config
 
-ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
+if TYPE_CHECKING:
+    import torch
+    from tokenizers import Tokenizer
+
+    from stackwise.model import Transformer
+
 IGNORED = ("rotary_emb.inv_freq",)  # buffers some older checkpoints carry; recomputed here
-
-
-def read_config(folder: Path) -> dict:
-    path = folder / "config.json"
-    if not path.is_file():
-        raise UserError(f"{folder}: no config.json (not a Hugging Face model folder)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-
-
-def model_config(hf: dict, where: str) -> tuple[ModelConfig, int]:
-    """Our ModelConfig (n_layers = the checkpoint's depth) and that depth, or a one-line refusal naming the field."""
-    arch = (hf.get("architectures") or ["?"])[0]
-    if arch not in ARCHITECTURES:
-        why = " (its attention projections have biases, which stackwise's model does not have)" \
-            if arch.startswith("Qwen2") else ""
-        raise UserError(f"{where}: architectures {arch} is not supported{why}; stackwise loads "
-                        f"{' and '.join(ARCHITECTURES)}")
-
-    def refuse(field: str, value, expected: str):
-        raise UserError(f"{where}: {field} = {value!r} is not supported (stackwise's model needs {expected})")
-
-    if hf.get("hidden_act", "silu") != "silu":
-        refuse("hidden_act", hf["hidden_act"], "silu")
-    for field in ("attention_bias", "mlp_bias"):
-        if hf.get(field):
-            refuse(field, hf[field], "no biases")
-    rope = hf.get("rope_parameters") or {}
-    scaling = hf.get("rope_scaling") or {}
-    kind = rope.get("rope_type", "default") if rope else (scaling.get("rope_type") or scaling.get("type") or "default")
-    if kind != "default":
-        refuse("rope_parameters.rope_type" if rope else "rope_scaling", kind, "plain RoPE (rope_type default)")
-    d, heads = hf["hidden_size"], hf["num_attention_heads"]
-    if hf.get("head_dim") not in (None, d // heads):
-        refuse("head_dim", hf["head_dim"], f"hidden_size / num_attention_heads = {d // heads}")
-    window = hf.get("sliding_window")
-    if arch == "MistralForCausalLM" and window is not None and window < hf.get("max_position_embeddings", 0):
-        refuse("sliding_window", window, f"no sliding window, or one of at least max_position_embeddings "
-                                         f"({hf.get('max_position_embeddings')})")
-    theta = rope.get("rope_theta", hf.get("rope_theta", 10000.0))
-    cfg = ModelConfig(n_layers=hf["num_hidden_layers"], d_model=d, n_heads=heads,
-                      n_kv_heads=hf.get("num_key_value_heads") or heads, d_ff=hf["intermediate_size"],
-                      vocab_size=hf["vocab_size"], rope_theta=float(theta),
-                      norm_eps=float(hf.get("rms_norm_eps", 1e-6)),
-                      tie_embeddings=bool(hf.get("tie_word_embeddings", False)))
-    return cfg, hf["num_hidden_layers"]
 
 
 def read_weights(folder: Path) -> dict[str, torch.Tensor]:
     """Every tensor of model.safetensors, or of the shards a model.safetensors.index.json names."""
+    from safetensors.torch import load_file
+
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
@@ -102,11 +57,14 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
 
 def load_llama(folder: str | Path) -> tuple[Transformer, Tokenizer, dict]:
     """(our model at the checkpoint's depth, in float32; its tokenizer; the checkpoint's config.json)."""
+    from stackwise.config import ModelConfig
     from stackwise.data.tokenizer import load as load_tokenizer
+    from stackwise.model import Transformer
 
     folder = Path(folder).expanduser()
     hf = read_config(folder)
-    cfg, depth = model_config(hf, str(folder))
+    cfg = ModelConfig(**model_fields(hf, str(folder)))
+    depth = cfg.n_layers
     if not (folder / "tokenizer.json").is_file():
         raise UserError(f"{folder}: no tokenizer.json (stackwise needs the checkpoint's fast tokenizer)")
     tok = load_tokenizer(folder / "tokenizer.json")

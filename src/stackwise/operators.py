@@ -33,10 +33,14 @@ Schedule = Callable[[int, int, "int | None"], list[int]]  # (n_layers, block_siz
 
 
 def by_blocks(n_layers: int, b: int, start: int | None) -> list[int]:
-    """Stage depths b, 2b, ..., n_layers: one block added per growth event."""
-    if n_layers % b:
-        raise UserError(f"growth.block_size: {b} does not divide model.n_layers {n_layers}")
-    return [i * b for i in range(1, n_layers // b + 1)]
+    """Stage depths s, s + b, ..., n_layers: one block added per growth event, from s = growth.start_layers
+    (default: b; a checkpoint's depth when growing one, init.from)."""
+    s = start or b
+    if (n_layers - s) % b or s > n_layers:
+        name = "growth.block_size" if start is None else "growth.start_layers"
+        raise UserError(f"{name}: {b} does not divide model.n_layers {n_layers}" if start is None else
+                        f"{name}: {s} plus blocks of {b} never reaches model.n_layers {n_layers} exactly")
+    return list(range(s, n_layers + 1, b))
 
 
 def doubling(n_layers: int, b: int, start: int | None) -> list[int]:

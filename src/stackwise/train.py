@@ -236,6 +236,10 @@ class Trainer:
         self.stages = growth.plan(cfg)
         depth = loaded.trainer["depth"] if loaded is not None else self.stages[0].depth
         self.model = Transformer(cfg.model, n_layers=depth).to(self.device)
+        if loaded is None and cfg.init.checkpoint:  # grow-existing: start from the checkpoint's weights
+            from stackwise.hf_import import load_llama
+
+            self.model.load_state_dict(load_llama(cfg.init.checkpoint)[0].state_dict())
         self.optimizer = build_optimizer(self.model, cfg)
         self.loader = TrainLoader(self.data.train, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
         self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
