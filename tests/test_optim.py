@@ -19,7 +19,7 @@ def test_schedule_warmup_then_cosine_to_floor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-@pytest.mark.parametrize("name", ["adamw", "adafactor", "muon"])
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "muon", "soap", "shampoo", "psgd"])
 def test_every_parameter_is_optimized_once_and_moves(name):
     cfg = load(None, {**SMALL, "optim.name": name})
     torch.manual_seed(0)
@@ -29,10 +29,16 @@ def test_every_parameter_is_optimized_once_and_moves(name):
     assert len(in_opt) == len({id(p) for p in in_opt}) == len(list(model.parameters()))
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     x = torch.randint(0, 64, (2, 8))
-    model(x, x).backward()
-    opt.step()
+    for _ in range(2 if name == "soap" else 1):  # SOAP's first step only sets up its preconditioners
+        model(x, x).backward()
+        opt.step()
+        opt.zero_grad()
     for n, p in model.named_parameters():
         assert not torch.equal(before[n], p), n
+    if name in ("soap", "shampoo", "psgd"):  # the second-order method takes the hidden matrices, AdamW the rest
+        hidden = {id(p) for n, p in model.named_parameters() if n.startswith("layers.") and p.ndim == 2}
+        assert {id(p) for g in opt.optimizers[0].param_groups for p in g["params"]} == hidden
+        assert isinstance(opt.optimizers[1], torch.optim.AdamW)
     state = opt.state_dict()
     opt.load_state_dict(state)
 
@@ -90,3 +96,10 @@ def test_depth_lr_exponent_gives_the_blocks_their_own_lr(name):
     off = build_optimizer(model, load(None, {**SMALL, "optim.name": name}))
     set_lr(off, 0.1, 0.3)
     assert all("blocks" not in g and g["lr"] == 0.1 for g in off.param_groups)
+
+
+def test_sophia_is_refused_in_one_line():
+    from stackwise.errors import UserError
+
+    with pytest.raises(UserError, match=r"^optim.name: sophia is refused: SophiaH .*create_graph=True"):
+        load(None, {**SMALL, "optim.name": "sophia"})

@@ -59,7 +59,7 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | adafactor | muon (Muon on hidden matrices, AdamW on the rest)
+    name: str = "adamw"  # adamw | adafactor | muon | soap | shampoo | psgd (on hidden matrices, AdamW on the rest)
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -144,7 +144,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("float32", "bfloat16"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.parallel": ("none", "ddp", "fsdp"),
-    "optim.name": ("adamw", "adafactor", "muon"),
+    "optim.name": ("adamw", "adafactor", "muon", "soap", "shampoo", "psgd", "sophia"),
     "growth.init": ("copy", "random", "identity"),
     "growth.optimizer_state": ("auto", "copy", "reset-new", "reset-all"),
 }
@@ -485,6 +485,9 @@ def validate(cfg: Config) -> None:
     need(m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
+    need(cfg.optim.name != "sophia", "optim.name: sophia is refused: SophiaH estimates the Hessian with a "
+         "Hessian-vector product, loss.backward(create_graph=True), every few steps, which stackwise's train step "
+         "(gradient accumulation, compile, DDP/FSDP) does not do; use soap, shampoo or psgd")
     need(t.parallel != "fsdp" or cfg.optim.name == "adamw",
          f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
          "use adamw with train.parallel fsdp")

@@ -1,8 +1,12 @@
-"""Optimizer construction (AdamW, Adafactor, Muon+AdamW) and the global learning-rate schedule.
+"""Optimizer construction (AdamW, Adafactor, Muon+AdamW, and SOAP / Shampoo / PSGD-Kron + AdamW) and the global
+learning-rate schedule.
 
-All optimizers come from torch.optim. Muon is meant for the hidden 2-D matrices only; embeddings, the LM head and
-norm gains go to AdamW, as Muon's authors use it. Muon runs with `adjust_lr_fn="match_rms_adamw"`, so one
-`train.lr` suits both halves.
+AdamW, Adafactor and Muon come from torch.optim; SOAP, Shampoo and PSGD (Kron) from `pytorch-optimizer` (the
+optional extra `optim`). Muon and the second-order methods are meant for the hidden 2-D matrices only (their
+preconditioners are per matrix dimension: a vocabulary-sized embedding would need a V x V factor); embeddings, the LM
+head and norm gains go to AdamW, as Muon's authors use it. Muon runs with `adjust_lr_fn="match_rms_adamw"`, so one
+`train.lr` suits both halves; the second-order methods use their own defaults (second_order below) at that LR.
+Sophia is refused (config): SophiaH needs `loss.backward(create_graph=True)` for its Hessian estimate.
 """
 
 from __future__ import annotations
@@ -73,12 +77,33 @@ def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
     if o.name == "adafactor":
         return OptimizerSet([torch.optim.Adafactor(_decay_groups(named, t.weight_decay, by_blocks), lr=t.lr,
                                                    foreach=True)])
-    assert o.name == "muon", o.name
     hidden = [(n, p) for n, p in named if _is_hidden_matrix(n, p)]
     rest = [(n, p) for n, p in named if not _is_hidden_matrix(n, p)]
+    if o.name in SECOND_ORDER:
+        groups = [{"params": [p for _, p in hidden], "weight_decay": t.weight_decay,
+                   **({"blocks": True} if by_blocks else {})}]
+        return OptimizerSet([second_order(o.name, groups, t.lr),
+                             torch.optim.AdamW(_decay_groups(rest, t.weight_decay, by_blocks), **adamw_kwargs)])
+    assert o.name == "muon", o.name
     muon = torch.optim.Muon([{"params": [p for _, p in hidden], **({"blocks": True} if by_blocks else {})}], lr=t.lr,
                             weight_decay=t.weight_decay, momentum=o.muon_momentum, adjust_lr_fn="match_rms_adamw")
     return OptimizerSet([muon, torch.optim.AdamW(_decay_groups(rest, t.weight_decay, by_blocks), **adamw_kwargs)])
+
+
+SECOND_ORDER = ("soap", "shampoo", "psgd")
+
+
+def second_order(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    """SOAP (Vyas et al. 2024), Shampoo (Gupta et al. 2018) or PSGD-Kron (Li 2015/2024) from pytorch-optimizer, with
+    that package's defaults except what stackwise sets: the LR (the schedule's) and the weight decay (per group)."""
+    try:
+        import pytorch_optimizer
+    except ImportError:
+        from stackwise.errors import UserError
+
+        raise UserError(f'optim.name {name}: needs the optional extra: pip install -e ".[optim]"') from None
+    cls = {"soap": pytorch_optimizer.SOAP, "shampoo": pytorch_optimizer.Shampoo, "psgd": pytorch_optimizer.Kron}[name]
+    return cls(groups, lr=lr)
 
 
 def lr_at(step: int, cfg: Config, stage_start: int = 0, stage_index: int = 1) -> float:
@@ -131,6 +156,13 @@ def transfer_state(old: OptimizerSet, old_params: dict[str, nn.Parameter], new: 
     """
     if mode == "reset-all":
         return
+    # state some optimizers keep per group rather than per parameter (SOAP's and Shampoo's step counter): entries
+    # the old group gained while stepping, which the new group (built with the same layout) does not have yet
+    for old_opt, new_opt in zip(old.optimizers, new.optimizers, strict=True):
+        for old_group, new_group in zip(old_opt.param_groups, new_opt.param_groups, strict=True):
+            for key, value in old_group.items():
+                if key != "params" and key not in new_group:
+                    new_group[key] = copy.deepcopy(value)
     old_state = {id(p): s for opt in old.optimizers for p, s in opt.state.items()}
     owner = {id(p): opt for opt in new.optimizers for g in opt.param_groups for p in g["params"]}
     for name, p in new_model.named_parameters():
