@@ -95,7 +95,7 @@ class GrowthConfig:
     block_size: int = 2  # b: layers added per growth event (midas, lidas, gradstack); n_layers must be divisible
     alpha: float = 1.0  # PROP-α: stage i gets a share of the steps proportional to i^α (0 = uniform)
     stage_fractions: list[float] | None = None  # explicit share of each stage instead of alpha; sums to 1
-    start_layers: int | None = None  # progressive: depth of stage 1 (default block_size); doubles each stage
+    start_layers: int | None = None  # depth of stage 1 (default block_size); progressive doubles it, others add b
     init: str = "copy"  # new layers: copy | random | identity (copy with zeroed output projections)
     optimizer_state: str = "auto"  # at growth: copy (new params take their source's state) | reset-new | reset-all;
     # auto = copy under init copy, reset-new under random or identity (config.optimizer_state_policy)

@@ -33,8 +33,9 @@ Schedule = Callable[[int, int, "int | None"], list[int]]  # (n_layers, block_siz
 
 
 def by_blocks(n_layers: int, b: int, start: int | None) -> list[int]:
-    """Stage depths s, s + b, ..., n_layers: one block added per growth event, from s = growth.start_layers
-    (default: b; a checkpoint's depth when growing one, init.from)."""
+    """Stage depths s, s + b, ..., n_layers (s = growth.start_layers, default b): one block per growth event.
+
+    (s is a checkpoint's depth when growing one: init.from.)"""
     s = start or b
     if (n_layers - s) % b or s > n_layers:
         name = "growth.block_size" if start is None else "growth.start_layers"
