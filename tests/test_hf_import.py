@@ -172,3 +172,43 @@ def test_grow_and_continue_pretraining_a_checkpoint_then_transformers_loads_it(c
     assert main(["plan", "--init.from", str(src), "--growth.method", "midas", "--model.n_layers", "4",
                  "--growth.block_size", "1", "--json"]) == 0
     assert [s["depth"] for s in json.loads(capsys.readouterr().out)["stages"]] == [2, 3, 4]
+
+
+def test_freeze_old_trains_only_the_grown_layers_and_resumes_identically(corpus, tmp_path):
+    """growth.freeze_old (LLaMA Pro): from the first growth event on, the model's original layers, embeddings and
+    head stay bit-for-bit as they were then; the grown layers train; a run resumed after a growth event freezes the
+    same and logs the same losses."""
+    from stackwise import checkpoint, growth
+    from stackwise.config import load
+    from stackwise.model import Transformer
+
+    tok = tokenizer_mod.train_bpe([corpus["train"].read_text()], VOCAB)
+    tok_file = tmp_path / "tokenizer.json"
+    tok.save(str(tok_file))
+    src = _save(_llama(num_hidden_layers=2, tie_word_embeddings=True), tmp_path / "src", tok_file)
+    flags = ["--init.from", str(src), "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]),
+             "--train.steps", "12", "--train.batch_size", "4", "--train.seq_len", "32", "--train.warmup_steps", "2",
+             "--eval.every", "0", "--eval.sample_tokens", "0", "--growth.method", "midas", "--model.n_layers", "4",
+             "--growth.block_size", "1", "--growth.freeze_old", "true", "--checkpoint.every", "3",
+             "--checkpoint.keep", "10", "--train.log_every", "1"]
+    run = tmp_path / "run"
+    assert main(["train", *flags, "--out", str(run)]) == 0
+    cfg = load(None, {f[2:]: v for f, v in zip(flags[::2], flags[1::2])})
+    original = sorted(growth.original_positions(growth.plan(cfg))[-1])
+    assert original == [0, 3]  # midas 2 -> 3 -> 4: the checkpoint's layers end up first and last
+    at_growth = checkpoint.read(run / "checkpoints" / "step_0000002")  # the end of stage 1 (PROP-1: 2, 6, 12)
+    before = Transformer(at_growth.cfg.model, n_layers=2)
+    checkpoint.load_weights(before, at_growth.path)
+    after, _, _ = hf_import.load_llama(run / "final")
+    for new_i, old_i in zip(original, (0, 1), strict=True):
+        for (name, a), b in zip(after.layers[new_i].state_dict().items(), before.layers[old_i].state_dict().values()):
+            assert torch.equal(a, b), name
+    assert torch.equal(after.embed_tokens.weight, before.embed_tokens.weight)
+    assert torch.equal(after.norm.weight, before.norm.weight)
+    assert not torch.equal(after.layers[1].mlp.down_proj.weight, before.layers[0].mlp.down_proj.weight)
+    metrics = (run / "metrics.jsonl").read_text()
+    checkpoint.rewind(run, 3)  # after the first growth event (step 2), before the second (step 6)
+    assert main(["train", "--resume", str(run)]) == 0
+    strip = [(json.loads(x)["step"], json.loads(x)["train_loss"]) for x in metrics.splitlines()]
+    assert [(json.loads(x)["step"], json.loads(x)["train_loss"])
+            for x in (run / "metrics.jsonl").read_text().splitlines()] == strip

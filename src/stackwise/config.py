@@ -102,6 +102,7 @@ class GrowthConfig:
     rewarmup_steps: int = 0  # optional linear LR re-warmup after each growth event (ablations; 0 = off)
     lr_drop: float = 1.0  # the LR schedule after the k-th growth event is multiplied by lr_drop^k (1 = off)
     depth_lr_exponent: float = 0.0  # blocks' LR x (n_layers / depth)^e at each stage (0 = off; 0.5 = Depth-muP rule)
+    freeze_old: bool = False  # LLaMA Pro: after growth only new layers train (original ones, embeddings, head frozen)
     copy_noise: float = 0.0  # noise on copied layers, relative to each weight's std (symmetry breaking; 0 = off)
 
 
@@ -485,6 +486,10 @@ def validate(cfg: Config) -> None:
     need(m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
+    need(not cfg.growth.freeze_old or cfg.growth.method != "none",
+         "growth.freeze_old: freezes the layers a model had before growing; it needs a growth method")
+    need(not cfg.growth.freeze_old or t.parallel != "fsdp",
+         "growth.freeze_old: frozen layers under FSDP are not supported (use train.parallel none or ddp)")
     need(cfg.optim.name != "sophia", "optim.name: sophia is refused: SophiaH estimates the Hessian with a "
          "Hessian-vector product, loss.backward(create_graph=True), every few steps, which stackwise's train step "
          "(gradient accumulation, compile, DDP/FSDP) does not do; use soap, shampoo or psgd")

@@ -50,7 +50,17 @@ def grow_layers(layers: list[nn.Module], source_map: list[int], init: str, std: 
     return out
 
 
-def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: Config) -> OptimizerSet:
+def freeze(model: Transformer, frozen_layers: set[int]) -> None:
+    """growth.freeze_old (LLaMA Pro): the layers at these positions, the embeddings, the final norm and the head
+    stop training; every other layer trains. (The optimizer is built after this, over the trainable parameters.)"""
+    for i, layer in enumerate(model.layers):
+        layer.requires_grad_(i not in frozen_layers)
+    for module in (model.embed_tokens, model.norm, model.lm_head):
+        module.requires_grad_(False)
+
+
+def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: Config,
+         frozen_layers: set[int] | None = None) -> OptimizerSet:
     """One growth event on a plain model: replace the layer list per the stage's source map, rebuild the optimizer
     with state transferred (growth.optimizer_state). The caller unwraps before (parallel.unwrap_for_growth) and
     wraps again after. Returns the new optimizer."""
@@ -73,6 +83,8 @@ def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: 
                 fresh.add(name)
         else:
             source_of[name] = name
+    if frozen_layers is not None:
+        freeze(model, frozen_layers)
     new_optimizer = build_optimizer(model, cfg)
     transfer_state(optimizer, old_params, new_optimizer, model, source_of, fresh,
                    config_mod.optimizer_state_policy(cfg.growth))

@@ -42,6 +42,18 @@ def new_positions(source_map: list[int]) -> list[int]:
     return new
 
 
+def original_positions(stages: list[Stage]) -> list[set[int]]:
+    """Per stage, the positions of the layers the model had before its first growth event, followed through each
+    source map (kept or moved, never a copy): what growth.freeze_old keeps frozen (LLaMA Pro). A function of the
+    plan alone, so a resumed run freezes exactly what the uninterrupted one did."""
+    out = [set(range(stages[0].depth))]
+    for s in stages[1:]:
+        src = list(s.source_layers)
+        copies = set(new_positions(src))
+        out.append({i for i, j in enumerate(src) if i not in copies and j in out[-1]})
+    return out
+
+
 @dataclass(frozen=True)
 class Stage:
     index: int  # 1-based

@@ -166,7 +166,7 @@ def transfer_state(old: OptimizerSet, old_params: dict[str, nn.Parameter], new: 
     old_state = {id(p): s for opt in old.optimizers for p, s in opt.state.items()}
     owner = {id(p): opt for opt in new.optimizers for g in opt.param_groups for p in g["params"]}
     for name, p in new_model.named_parameters():
-        if mode == "reset-new" and name in fresh:
+        if (mode == "reset-new" and name in fresh) or id(p) not in owner:  # (frozen: growth.freeze_old)
             continue
         state = old_state.get(id(old_params[source_of[name]]))
         if state:

@@ -37,7 +37,7 @@ from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
 from stackwise.errors import UserError
 from stackwise.flops import flops_per_step
-from stackwise.grow import grow
+from stackwise.grow import freeze, grow
 from stackwise.model import Transformer, count_parameters
 from stackwise.optim import build_optimizer, depth_lr_factor, lr_at, set_lr
 from stackwise.telemetry import GrowthTelemetry
@@ -240,6 +240,9 @@ class Trainer:
             from stackwise.hf_import import load_llama
 
             self.model.load_state_dict(load_llama(cfg.init.checkpoint)[0].state_dict())
+        stage = next(s for s in self.stages if s.depth == depth)
+        if self.frozen_layers(stage) is not None:  # resumed after a growth event under growth.freeze_old
+            freeze(self.model, self.frozen_layers(stage))
         self.optimizer = build_optimizer(self.model, cfg)
         self.loader = TrainLoader(self.data.train, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
         self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
@@ -282,13 +285,19 @@ class Trainer:
             (self.out / "eval").mkdir(exist_ok=True)
             self.primitives_log = MetricsLog(self.out / "eval" / "primitives_during_training.jsonl", resume_step)
 
+    def frozen_layers(self, stage: growth.Stage) -> set[int] | None:
+        """growth.freeze_old: from the first growth event on, the original layers' positions (else None)."""
+        if not self.cfg.growth.freeze_old or stage.index == 1:
+            return None
+        return growth.original_positions(self.stages)[stage.index - 1]
+
     def maybe_grow(self, stage: growth.Stage, step: int, t0: float) -> None:
         """Grow to the stage's depth if the model is shallower: unwrap, grow, wrap again, log the event."""
         if self.model.depth == stage.depth:
             return
         cfg, world = self.cfg, self.world
         self.model, self.optimizer = parallel.unwrap_for_growth(self.model, self.optimizer, cfg, world)
-        self.optimizer = grow(self.model, self.optimizer, stage, cfg)
+        self.optimizer = grow(self.model, self.optimizer, stage, cfg, self.frozen_layers(stage))
         self.run_model, self.optimizer = parallel.wrap_for_training(self.model, self.optimizer, cfg, world)
         self._note(self.telemetry.event(step))
         if world.main:
