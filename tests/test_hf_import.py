@@ -212,3 +212,16 @@ def test_freeze_old_trains_only_the_grown_layers_and_resumes_identically(corpus,
     strip = [(json.loads(x)["step"], json.loads(x)["train_loss"]) for x in metrics.splitlines()]
     assert [(json.loads(x)["step"], json.loads(x)["train_loss"])
             for x in (run / "metrics.jsonl").read_text().splitlines()] == strip
+
+
+def test_compare_puts_grow_and_continue_beside_continue_at_fixed_depth(tmp_path, tok_file):
+    """`stackwise compare --init.from DIR --model.n_layers 4 --methods none,midas`: the fixed-depth arm continues the
+    checkpoint at its own depth, the growth arm grows it from there to 4."""
+    from stackwise import compare, growth
+
+    folder = _save(_llama(num_hidden_layers=2), tmp_path / "ckpt", tok_file)
+    common = {"init.from": str(folder), "model.n_layers": "4", "growth.block_size": "1", "train.steps": "30"}
+    none, midas = compare.parse_methods("none,midas")
+    assert [s.depth for s in growth.plan(compare.arm_config(None, none, common))] == [2]
+    assert [s.depth for s in growth.plan(compare.arm_config(None, midas, common))] == [2, 3, 4]
+    assert compare.arm_config(None, midas, common).model.d_model == 32

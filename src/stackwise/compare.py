@@ -71,7 +71,13 @@ def parse_methods(text: str) -> list[Arm]:
 
 
 def arm_config(base: Path | str | None, arm: Arm, common: dict[str, str]) -> config_mod.Config:
-    return config_mod.load(base, {**common, **arm.overrides})
+    """An arm's config. With init.from (grow an existing checkpoint), a fixed-depth arm continues the checkpoint at its
+    own depth: a shared model.n_layers is the growth arms' target, not its (unless the arm sets one itself)."""
+    values = {**common, **arm.overrides}
+    if (values.get("init.from") or values.get("init.checkpoint")) and values.get("growth.method") == BASELINE \
+            and "model.n_layers" not in arm.overrides:
+        values.pop("model.n_layers", None)
+    return config_mod.load(base, values)
 
 
 def equal_compute_arm(base: Path | str | None, arms: list[Arm], common: dict[str, str]) -> Arm:
