@@ -223,3 +223,9 @@ def test_accuracy_at_matched_validation_loss(tmp_path):
     assert matched["arms"]["midas"]["mean"]["mean"] == pytest.approx((0.55 + 0.275) / 2)
     lines = "\n".join(report_mod._matched_lines(matched))
     assert "matched validation loss 4.0000" in lines and "| midas | 2 |" in lines
+
+
+def test_unknown_costs_give_no_speedup_rather_than_infinity():
+    nan = float("nan")
+    assert iso_loss_speedup([1.0, 2.0], [5.0, 4.0], [nan, nan], [4.5, 3.9]) == (None, 0.0)
+    assert compute_equivalent_speedup([1.0, 2.0], [5.0, 4.0], [nan, nan], [4.5, 4.2]) is None

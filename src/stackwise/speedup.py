@@ -11,6 +11,7 @@ Reaching a loss means the first crossing of the curve below it, linearly interpo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -33,9 +34,13 @@ def iso_loss_speedup(base_costs, base_losses, costs, losses) -> tuple[float | No
     cost = cost_to_reach(costs, losses, target)
     if cost is None:
         return None, float(min(losses) - target)
+    if math.isnan(cost) or math.isnan(base_cost):  # costs not known (calibrated time before calibration)
+        return None, 0.0
     return float(base_cost / cost) if cost > 0 else float("inf"), 0.0
 
 
 def compute_equivalent_speedup(base_costs, base_losses, costs, losses) -> float | None:
     base_cost = cost_to_reach(base_costs, base_losses, losses[-1])
-    return None if base_cost is None else float(base_cost / costs[-1])
+    if base_cost is None or math.isnan(base_cost) or math.isnan(costs[-1]):
+        return None
+    return float(base_cost / costs[-1])
