@@ -169,6 +169,9 @@ def test_grow_and_continue_pretraining_a_checkpoint_then_transformers_loads_it(c
     assert main(["train", *flags, "--model.d_model", "64", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "model.d_model: 64 conflicts with the checkpoint's 32" in err and not (tmp_path / "bad").exists()
+    # even when the value given is the default's (a flag is explicit; a recipe's values yield to the checkpoint)
+    assert main(["train", *flags, "--model.d_model", "256", "--out", str(tmp_path / "bad")]) == 2
+    assert "model.d_model: 256 conflicts with the checkpoint's 32" in capsys.readouterr().err
     assert main(["plan", "--init.from", str(src), "--growth.method", "midas", "--model.n_layers", "4",
                  "--growth.block_size", "1", "--json"]) == 0
     assert [s["depth"] for s in json.loads(capsys.readouterr().out)["stages"]] == [2, 3, 4]

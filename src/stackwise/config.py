@@ -369,37 +369,37 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             raise UserError(f"{p}: {e}") from None
     apply(cfg, overrides or {})
     if not saved:
-        resolve_init(cfg)
+        resolve_init(cfg, {ALIASES.get(k, k) for k in overrides or {}})
     validate(cfg)
     return cfg
 
 
-def resolve_init(cfg: Config) -> None:
+def resolve_init(cfg: Config, explicit: set[str] = frozenset()) -> None:
     """With init.from DIR, the model's shape and tokenizer come from the checkpoint: every model.* field but
-    n_layers (the target depth) and data.tokenizer are set from it, and a value set otherwise is refused. The plan
-    starts at the checkpoint's depth d0: a fixed-depth run stays at d0 (model.n_layers defaults to it), a growth
-    method grows from d0 (growth.start_layers = d0) to model.n_layers."""
+    n_layers (the target depth) and data.tokenizer are set from it (a recipe's values yield), and a value given
+    explicitly (`explicit`: the flags) that differs is refused. The plan starts at the checkpoint's depth d0: a
+    fixed-depth run stays at d0, a growth method grows from d0 (growth.start_layers = d0) to model.n_layers."""
     if not cfg.init.checkpoint:
         return
     from stackwise import llama_config
 
     folder = Path(cfg.init.checkpoint).expanduser()
     fields = llama_config.model_fields(llama_config.read_config(folder), f"init.from: {folder}")
-    d0, default = fields.pop("n_layers"), ModelConfig()
+    d0 = fields.pop("n_layers")
     for name, value in fields.items():
         ours = getattr(cfg.model, name)
-        if ours != value and ours != getattr(default, name):
+        if f"model.{name}" in explicit and ours != value:
             raise UserError(f"model.{name}: {ours!r} conflicts with the checkpoint's {value!r} (init.from takes the "
                             "model's shape from the checkpoint; leave it unset)")
         setattr(cfg.model, name, value)
     tokenizer = str(folder / "tokenizer.json")
-    if cfg.data.tokenizer not in (None, tokenizer):
+    if "data.tokenizer" in explicit and cfg.data.tokenizer != tokenizer:
         raise UserError(f"data.tokenizer: {cfg.data.tokenizer} conflicts with init.from (the checkpoint's own "
                         f"tokenizer, {tokenizer}, is used)")
     cfg.data.tokenizer = tokenizer
     g = cfg.growth
     if g.method == "none":
-        if cfg.model.n_layers not in (d0, default.n_layers):
+        if "model.n_layers" in explicit and cfg.model.n_layers != d0:
             raise UserError(f"model.n_layers: {cfg.model.n_layers} differs from the checkpoint's {d0} layers and "
                             "growth.method is none; choose a growth method to grow it")
         cfg.model.n_layers = d0
