@@ -109,8 +109,9 @@ def encode_pieces(tok: Tokenizer, marked, batch_pieces: int = 256, batch_chars: 
     cache = word_cache.WordCache(tok, eos)
     done = 0
     for batch in batches:
-        yield cache.encode(batch), _nbytes(batch)
-        done += _nbytes(batch)
+        nbytes = _nbytes(batch)  # (UTF-8 encodes the batch: once)
+        yield cache.encode(batch), nbytes
+        done += nbytes
         if done >= PARALLEL_AFTER_BYTES:
             break
     else:
