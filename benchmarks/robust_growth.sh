@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The robust-growth study behind docs/results/robust-growth/ (recipes/robust-growth.yaml: 9 layers, d_model 128,
-# block 3, 2400 steps of 16 x 128 tokens). Parts, in order; each is resumable (rerun the script: finished runs are
+# The robust-growth study behind docs/results/robust-growth/ (recipes/robust-growth.yaml: 9 layers, d_model 64,
+# block 3, 4000 steps of 16 x 128 tokens). Parts, in order; each is resumable (rerun the script: finished runs are
 # reused, an interrupted run resumes from its last checkpoint), and each part's reports and every finished run's
 # small files (config, metrics, events, result) are copied to docs/results/robust-growth/PART after it; on a fresh
 # checkout those published runs are restored first, so the study continues across machines:
