@@ -116,6 +116,11 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert main(argv) == 2  # a rerun reuses every finished run (and retries the failed one)
     assert "reusing" in capsys.readouterr().out
     assert (out / "runs" / "midas" / "seed0" / "result.json").stat().st_mtime == mtime
+    spec = (out / "compare.json").read_text()
+    assert main([*argv, "--train.lr", "0.01"]) == 2  # a changed recipe never reuses runs trained with the old one
+    assert "runs/none/seed0: finished run trained with train.lr 0.003 but this arm asks for 0.01" in \
+        capsys.readouterr().err
+    assert (out / "compare.json").read_text() == spec
     assert main(["report", str(out)]) == 0
     # the depth analyses of every run, per-method means in the report; then the primitives with a looped block
     assert main(["analyze", str(out), "--k-max", "2", "--n", "2", "--tasks", "var0_basic", "--batches", "1"]) == 0
@@ -229,3 +234,17 @@ def test_unknown_costs_give_no_speedup_rather_than_infinity():
     nan = float("nan")
     assert iso_loss_speedup([1.0, 2.0], [5.0, 4.0], [nan, nan], [4.5, 3.9]) == (None, 0.0)
     assert compute_equivalent_speedup([1.0, 2.0], [5.0, 4.0], [nan, nan], [4.5, 4.2]) is None
+
+
+def test_a_finished_run_is_reused_only_for_the_config_it_trained(tmp_path):
+    from stackwise import config as config_mod
+
+    run = tmp_path / "seed0"
+    run.mkdir()
+    cfg = config_mod.load("tiny", {"train.seed": "0"})
+    with pytest.raises(UserError, match="without config.yaml"):
+        compare.check_reusable(run, cfg)
+    config_mod.save(cfg, run / "config.yaml")
+    compare.check_reusable(run, config_mod.load("tiny", {"train.seed": "0", "eval.every": "7"}))  # observation only
+    with pytest.raises(UserError, match=r"model.d_model 64 but this arm asks for 48 \(and 1 more fields\)"):
+        compare.check_reusable(run, config_mod.load("tiny", {"train.seed": "1", "model.d_model": "48"}))

@@ -97,6 +97,20 @@ def run_dir(out: Path, arm: Arm, seed: int) -> Path:
     return out / "runs" / arm.label / f"seed{seed}"
 
 
+def check_reusable(run: Path, cfg: config_mod.Config) -> None:
+    """A finished run is reused only if it trained exactly what this arm asks for: a recipe edited since (or a run
+    copied in from another comparison) is refused with one line rather than silently reported under this arm."""
+    saved = run / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"{run}: finished run without config.yaml; cannot tell what it trained (move it away)")
+    diffs = config_mod.defining_differences(config_mod.load(saved, saved=True), cfg)
+    if diffs:
+        key, old, new = diffs[0]
+        more = f" (and {len(diffs) - 1} more fields)" if len(diffs) > 1 else ""
+        raise UserError(f"{run}: finished run trained with {key} {old!r} but this arm asks for {new!r}{more}; "
+                        "move it away or use another --out")
+
+
 def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: dict[str, str], log=print,
                plugins: list[str] = ()) -> Path:
     """Train one arm × seed in its own process unless it already finished; resume it if it was interrupted. A failed
@@ -135,6 +149,11 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
         arm_config(base, arm, common)
     if equal_compute:
         arms.append(equal_compute_arm(base, arms, common))
+    for seed in range(seeds):  # before compare.json is rewritten: a refused comparison leaves the old one intact
+        for arm in arms:
+            if (run_dir(out, arm, seed) / "result.json").is_file():
+                seeded = Arm(arm.label, {**arm.overrides, "train.seed": str(seed)}, arm.max_seeds)
+                check_reusable(run_dir(out, arm, seed), arm_config(base, seeded, common))
     out.mkdir(parents=True, exist_ok=True)
     spec = {"config": base, "common": common, "seeds": list(range(seeds)), "command": command,
             "arms": [{"label": a.label, "overrides": a.overrides, "max_seeds": a.max_seeds} for a in arms]}

@@ -201,20 +201,28 @@ RESUMABLE_CHANGES = frozenset({
 })
 
 
-def check_resume(stored: Config, new: Config) -> None:
-    """Refuse, with one line naming the field, a resumed config that differs from its checkpoint's in a field that
-    defines the run. train.steps included: the LR schedule and the growth plan are laid out over it, so a run cannot
-    be lengthened (or shortened) in place; train a new run instead."""
+def defining_differences(stored: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """(field, stored value, new value) for every field that defines the run (not in RESUMABLE_CHANGES) and differs."""
     new_fields = fields_of(new)
+    out = []
     for key, (obj, _) in fields_of(stored).items():
         if key in RESUMABLE_CHANGES:
             continue
         name = key.split(".", 1)[1]
         old, value = getattr(obj, name), getattr(new_fields[key][0], name)
         if old != value:
-            why = ("its LR schedule and growth plan are laid out over it; start a new run to train longer"
-                   if key == "train.steps" else "it defines the model, the data order or the plan")
-            raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
+            out.append((key, old, value))
+    return out
+
+
+def check_resume(stored: Config, new: Config) -> None:
+    """Refuse, with one line naming the field, a resumed config that differs from its checkpoint's in a field that
+    defines the run. train.steps included: the LR schedule and the growth plan are laid out over it, so a run cannot
+    be lengthened (or shortened) in place; train a new run instead."""
+    for key, old, value in defining_differences(stored, new)[:1]:
+        why = ("its LR schedule and growth plan are laid out over it; start a new run to train longer"
+               if key == "train.steps" else "it defines the model, the data order or the plan")
+        raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
 
 
 def optimizer_state_policy(g: GrowthConfig) -> str:
