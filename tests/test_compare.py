@@ -78,6 +78,8 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
                  "loss_vs_wall.png", "loss_vs_calibrated_wall.png", "loss_vs_step.png", "depth.png", "isoplot.png",
                  "isoplot.json"):
         assert (out / name).is_file(), name
+    cal = json.loads((out / "calibration.json").read_text())  # one cost: every arm shares the baseline's table
+    assert set(cal["step_seconds"]) == {"1", "2"} and cal["arms"]["midas"] == cal["step_seconds"]
     summary = json.loads((out / "summary.json").read_text())
     broken = summary.pop()
     assert broken["status"] == "failed" and broken["failed"][0]["seed"] == 0
@@ -248,3 +250,42 @@ def test_a_finished_run_is_reused_only_for_the_config_it_trained(tmp_path):
     compare.check_reusable(run, config_mod.load("tiny", {"train.seed": "0", "eval.every": "7"}))  # observation only
     with pytest.raises(UserError, match=r"model.d_model 64 but this arm asks for 48 \(and 1 more fields\)"):
         compare.check_reusable(run, config_mod.load("tiny", {"train.seed": "1", "model.d_model": "48"}))
+
+
+def test_calibration_times_each_step_cost_once_and_prices_each_arm_with_its_own(tmp_path, monkeypatch):
+    from stackwise import calibrate
+
+    out = tmp_path / "cmp"
+    arms = [{"label": "none", "overrides": {"growth.method": "none"}},
+            {"label": "lr", "overrides": {"growth.method": "none", "train.lr": "0.01"}},
+            {"label": "muon", "overrides": {"growth.method": "midas", "optim.name": "muon"}}]
+    spec = {"config": "tiny", "common": {"growth.block_size": "1"}, "seeds": [0], "arms": arms}
+    stages = {"none": [(2, 0, 20)], "lr": [(2, 0, 20)], "muon": [(1, 0, 10), (2, 10, 20)]}
+    for label, st in stages.items():
+        run = out / "runs" / label / "seed0"
+        run.mkdir(parents=True)
+        (run / "result.json").write_text(json.dumps(
+            {"stages": [{"depth": d, "start_step": a, "end_step": b} for d, a, b in st]}))
+    timed = []
+
+    def fake(setups):
+        timed.extend((cfg.optim.name, d) for cfg, d in setups)
+        return [0.1 * d * (3 if cfg.optim.name == "muon" else 1) for cfg, d in setups]
+
+    monkeypatch.setattr(calibrate, "step_seconds", fake)
+    compare.calibrate(out, spec, log=lambda *_: None)
+    assert sorted(timed) == [("adamw", 2), ("muon", 1), ("muon", 2)]  # the LR arm shares the baseline's table
+    saved = json.loads((out / "calibration.json").read_text())
+    assert saved["step_seconds"] == {"2": 0.2} and saved["arms"]["lr"] == {"2": 0.2}
+    assert saved["arms"]["muon"] == {"1": pytest.approx(0.3), "2": pytest.approx(0.6)}
+    timed.clear()
+    compare.calibrate(out, spec, log=lambda *_: None)  # nothing new to time
+    assert timed == []
+    tables = report_mod._calibration(out)
+    assert tables["muon"][2] == pytest.approx(0.6) and "muon: depth 1: 300.0 ms" in report_mod._calibration_text(
+        tables) and "lr:" not in report_mod._calibration_text(tables)
+    (out / "calibration.json").write_text(json.dumps({"step_seconds": {"2": 0.5}}))  # before per-arm tables
+    assert report_mod._calibration(out) == {"": {2: 0.5}}
+    compare.calibrate(out, spec, log=lambda *_: None)  # the old table is the baseline's; only muon is timed
+    assert sorted(timed) == [("muon", 1), ("muon", 2)]
+    assert json.loads((out / "calibration.json").read_text())["arms"]["lr"] == {"2": 0.5}

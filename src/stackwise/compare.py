@@ -168,21 +168,40 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
 
 def calibrate(out: Path, spec: dict[str, Any], log=print) -> None:
     """Time a training step at every depth any finished run used, in one interleaved pass, into calibration.json
-    (kept and extended when the comparison grows): the report prices every run's steps with these times."""
+    (kept and extended when the comparison grows): the report prices every run's steps with these times. Arms whose
+    steps cost differently (config.COST_FIELDS: another optimizer, width, batch) are timed with their own config;
+    calibration.json holds the baseline's table (step_seconds) and one per arm (arms)."""
     path = out / "calibration.json"
-    stored = {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()} if path.is_file() else {}
-    depths = set()
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    base_cfg = arm_config(spec["config"], Arm(BASELINE, {"growth.method": BASELINE}), spec["common"])
+    base_key = config_mod.cost_key(base_cfg)
+    keys: dict[str, tuple] = {}
+    cfgs = {base_key: base_cfg}
+    known: dict[tuple, dict[int, float]] = {}
+    if saved and "arms" not in saved:  # written before per-arm tables: its times are the baseline config's
+        known[base_key] = {int(k): v for k, v in saved["step_seconds"].items()}
+    wanted: dict[tuple, set[int]] = {}
     for arm in spec["arms"]:
+        cfg = arm_config(spec["config"], Arm(arm["label"], arm["overrides"]), spec["common"])
+        key = keys[arm["label"]] = config_mod.cost_key(cfg)
+        cfgs.setdefault(key, cfg)
+        known.setdefault(key, {}).update({int(k): v for k, v in saved.get("arms", {}).get(arm["label"], {}).items()})
         for seed in spec["seeds"]:
             run = out / "runs" / arm["label"] / f"seed{seed}"
             if (run / "result.json").is_file():
-                depths |= {s.depth for s in report.run_stages(run)}
-    if not depths or depths <= set(stored):
+                wanted.setdefault(key, set()).update(s.depth for s in report.run_stages(run))
+    todo = [(key, d) for key in wanted for d in sorted(wanted[key]) if d not in known[key]]
+    if not todo:
         return
     from stackwise.calibrate import step_seconds  # (torch)
 
-    log(f"calibration: timing steps at depths {sorted(depths)} in one interleaved pass ...")
-    cfg = arm_config(spec["config"], Arm(BASELINE, {"growth.method": BASELINE}), spec["common"])
-    times = step_seconds(cfg, sorted(depths))
-    config_mod.write_atomic(path, json.dumps({"step_seconds": {str(k): v for k, v in sorted(times.items())}},
+    log(f"calibration: timing {len(todo)} (config, depth) step(s) in one interleaved pass ...")
+    for (key, d), seconds in zip(todo, step_seconds([(cfgs[key], d) for key, d in todo])):
+        known[key][d] = seconds
+
+    def table(key: tuple) -> dict[str, float]:
+        return {str(d): t for d, t in sorted(known.get(key, {}).items())}
+
+    config_mod.write_atomic(path, json.dumps({"step_seconds": table(base_key),
+                                              "arms": {label: table(key) for label, key in keys.items()}},
                                              indent=2) + "\n")

@@ -225,6 +225,18 @@ def check_resume(stored: Config, new: Config) -> None:
         raise UserError(f"{key}: the run was trained with {old!r}; --resume cannot change it to {value!r} ({why})")
 
 
+# The fields that change what one training step costs at a given depth: arms that differ in one of them (another
+# optimizer, width or batch) are timed separately; arms that differ only in LR, seed or plan share one table.
+COST_FIELDS = ("model.d_model", "model.n_heads", "model.n_kv_heads", "model.d_ff", "model.vocab_size",
+               "model.tie_embeddings", "train.batch_size", "train.grad_accum", "train.seq_len", "train.dtype",
+               "train.compile", "train.device", "train.parallel", "optim.name", "growth.freeze_old")
+
+
+def cost_key(cfg: Config) -> tuple[str, ...]:
+    fields = fields_of(cfg)
+    return tuple(repr(getattr(fields[k][0], k.split(".", 1)[1])) for k in COST_FIELDS)
+
+
 def optimizer_state_policy(g: GrowthConfig) -> str:
     """The optimizer-state policy at growth. `auto` copies the source's state only when the new layers are copies
     of their source (init copy): a fresh random layer, or one whose output projections were zeroed (identity), is

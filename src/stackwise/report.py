@@ -33,12 +33,28 @@ def _load_spec(out: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _calibration(out: Path) -> dict[int, float]:
-    """Per-depth step seconds from calibration.json ({} if the comparison has none)."""
+def _calibration(out: Path) -> dict[str, dict[int, float]]:
+    """Per-arm, per-depth step seconds from calibration.json ({} if the comparison has none). A file written before
+    per-arm tables holds one table (step_seconds), the baseline config's: it prices every arm (key "")."""
     path = out / "calibration.json"
     if not path.is_file():
         return {}
-    return {int(k): v for k, v in json.loads(path.read_text())["step_seconds"].items()}
+    saved = json.loads(path.read_text())
+    tables = {label: {int(k): v for k, v in t.items()} for label, t in saved.get("arms", {}).items()}
+    if "arms" not in saved:
+        tables[""] = {int(k): v for k, v in saved["step_seconds"].items()}
+    return tables
+
+
+def _calibration_text(tables: dict[str, dict[int, float]]) -> str:
+    """The per-depth step times in words: the baseline's, then each arm whose steps cost differently."""
+    def ms(t: dict[int, float]) -> str:
+        return ", ".join(f"depth {d}: {s * 1000:.1f} ms" for d, s in sorted(t.items()))
+
+    base = tables.get(BASELINE, tables.get("", {}))
+    other = [f"{label}: {ms(t)}" for label, t in tables.items() if label not in (BASELINE, "") and t
+             and any(base.get(d) != s for d, s in t.items())]
+    return "; ".join([ms(base) or "not yet measured", *other])
 
 
 def run_stages(run: Path) -> list[growth.Stage]:
@@ -424,7 +440,7 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
     for arm in spec["arms"]:
         for seed in spec["seeds"]:
             run = out / "runs" / arm["label"] / f"seed{seed}"
-            curve = load_curve(run, step_s)
+            curve = load_curve(run, step_s.get(arm["label"], step_s.get("")))
             if curve is not None:
                 curves.setdefault(arm["label"], {})[seed] = curve
             elif (error := failure(run)) is not None:
@@ -454,7 +470,7 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         "with the baseline run of the same seed (same data order). Wall time counts training steps only (evaluation, "
         "checkpointing and the calibration pass excluded; compilation is inside the first steps). Calibrated time "
         "re-costs every run's steps with per-depth step times measured in one interleaved pass at the end "
-        f"({', '.join(f'depth {d}: {s * 1000:.1f} ms' for d, s in sorted(step_s.items()))}).", "",
+        f"({_calibration_text(step_s)}).", "",
         "## Headline: the mean over seeds", "",
         "Paired difference: the method's final validation loss minus the same-seed baseline's, mean over seeds with "
         "its 95% t-interval (negative: better than the baseline). Mean-curve speedup: the iso-loss speedup of the "
