@@ -40,3 +40,9 @@ reuse() {  # reuse FROM_PART FROM_LABEL TO_PART TO_LABEL SEED: a finished run wi
   if [ -f "$from/result.json" ] && [ ! -e "$to" ]; then mkdir -p "$(dirname "$to")" && cp -r "$from" "$to"; fi
 }
 
+
+adopt() {  # adopt OTHER_DOC FROM_PART FROM_LABEL TO_PART TO_LABEL SEED: another study's published run with the same
+  # config serves here too (compare refuses it, in one line, if its config differs from the arm's)
+  local from=$1/$2/runs/$3/seed$6 to=$OUT/$4/runs/$5/seed$6
+  if [ -f "$from/result.json" ] && [ ! -e "$to" ]; then mkdir -p "$(dirname "$to")" && cp -r "$from" "$to"; fi
+}

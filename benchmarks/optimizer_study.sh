@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# The optimizer study behind docs/results/optimizers/: does MIDAS's saving survive a better optimizer, and do the
+# two add up? AdamW, Muon, SOAP and PSGD-Kron, each as the fixed-depth baseline and with MIDAS, on the robust-growth
+# study's recipe (recipes/robust-growth.yaml: the CPU scale at which the full depth pays off; the CPU study's own
+# recipe does not, see docs/results/cpu-study). Needs the `optim` extra (pip install -e ".[optim]"). Parts, in order;
+# each resumable (rerun: finished runs are reused, interrupted ones resume; published small files are restored on a
+# fresh checkout):
+#
+#   lr     each optimizer's peak-LR sweep on the fixed-depth baseline, 1 seed (AdamW's points are the robust-growth
+#          study's own LR sweep, reused when published)
+#   main   {AdamW, Muon, SOAP, PSGD} x {baseline, MIDAS}, 3 seeds, each optimizer at its best LR from `lr`. The
+#          report prices every run with its own optimizer's step time (calibrated time: optimizer work is counted)
+#
+#   bash benchmarks/optimizer_study.sh [lr|main|all]     (default all; OUT=runs/optimizers)
+#   SMOKE=1 bash benchmarks/optimizer_study.sh           (the same steps on a tiny model, in minutes: a check)
+set -euo pipefail
+PART=${1:-all}
+if [ -n "${SMOKE:-}" ]; then OUT=${OUT:-runs/optimizers-smoke} DOC=${DOC:-runs/optimizers-smoke/published}; fi
+OUT=${OUT:-runs/optimizers}
+DOC=${DOC:-docs/results/optimizers}
+SW="python -m stackwise"
+source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse, adopt
+
+CFG=(--config robust-growth)
+SEEDS=3
+if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks the script, measures nothing
+  CFG=(--config robust-growth --model.d_model 32 --model.n_heads 2 --model.vocab_size 512 --train.steps 24
+       --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --checkpoint.every 12)
+  SEEDS=1
+fi
+
+label() {  # label SPEC: the folder compare gives the arm of that method spec
+  python -c 'import sys; from stackwise.compare import parse_methods; print(parse_methods(sys.argv[1])[-1].label)' "$1"
+}
+
+# Peak LRs swept per optimizer (the middle one is the recipe's 3e-3; PSGD-Kron's updates are larger per unit LR,
+# so its grid sits lower, around pytorch-optimizer's default of 1e-3).
+declare -A GRID=([adamw]="0.0015 0.006" [muon]="0.0015 0.003 0.006" [soap]="0.0015 0.003 0.006"
+                 [psgd]="0.0005 0.001 0.002")
+OPTIMIZERS="adamw muon soap psgd"
+
+if [[ $PART == lr || $PART == all ]]; then
+  restore lr
+  if [ -z "${SMOKE:-}" ]; then  # AdamW's sweep is the robust-growth study's: the same configs, trained once
+    adopt docs/results/robust-growth lr none lr none 0
+    adopt docs/results/robust-growth lr "$(label lr-1.5e-3:train.lr=0.0015)" lr "$(label lr-0.0015:train.lr=0.0015)" 0
+    adopt docs/results/robust-growth lr "$(label lr-6e-3:train.lr=0.006)" lr "$(label lr-0.006:train.lr=0.006)" 0
+  fi
+  METHODS=none
+  for opt in $OPTIMIZERS; do
+    for lr in ${GRID[$opt]}; do
+      if [ "$opt" = adamw ]; then METHODS+=",lr-${lr}:train.lr=${lr}"; else METHODS+=",${opt}-lr-${lr}:optim.name=${opt}:train.lr=${lr}"; fi
+    done
+  done
+  $SW compare "${CFG[@]}" --out "$OUT/lr" --seeds 1 --methods "$METHODS"
+  publish lr
+fi
+
+best_lr() {  # best_lr OPTIMIZER: the peak LR of that optimizer's best arm in the sweep
+  python - "$OUT/lr" "$1" <<'PY'
+import json, sys
+out, name = sys.argv[1], sys.argv[2]
+spec = json.load(open(f"{out}/compare.json"))
+arms = {a["label"]: {**spec["common"], **a["overrides"]} for a in spec["arms"]}
+rows = [r for r in json.load(open(f"{out}/summary.json")) if r.get("status") == "ok"]
+mine = [r for r in rows if arms[r["method"]].get("optim.name", "adamw") == name]
+best = min(mine, key=lambda r: r["final_val_loss"]["mean"])
+print(arms[best["method"]].get("train.lr", "0.003"))
+PY
+}
+
+if [[ $PART == main || $PART == all ]]; then
+  restore main
+  LR=$(best_lr adamw)
+  METHODS="none,midas"
+  # the sweep's run at the chosen LR is seed 0 of that optimizer's baseline arm
+  if [ "$LR" = "0.003" ]; then reuse lr none main none 0; else reuse lr "$(label "lr-$LR:train.lr=$LR")" main none 0; fi
+  for opt in muon soap psgd; do
+    olr=$(best_lr "$opt")
+    echo "$opt: best peak LR $olr"
+    arm="${opt}:optim.name=${opt}:train.lr=${olr}"
+    reuse lr "$(label "${opt}-lr-${olr}:optim.name=${opt}:train.lr=${olr}")" main "$(label "$arm")" 0
+    METHODS+=",${arm},${opt}-midas:growth.method=midas:optim.name=${opt}:train.lr=${olr}"
+  done
+  echo "AdamW: best peak LR $LR"
+  $SW compare "${CFG[@]}" --out "$OUT/main" --seeds "$SEEDS" --train.lr "$LR" --methods "$METHODS"
+  publish main
+fi
+echo "reports in $DOC"
