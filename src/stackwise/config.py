@@ -229,7 +229,7 @@ def check_resume(stored: Config, new: Config) -> None:
 # optimizer, width or batch) are timed separately; arms that differ only in LR, seed or plan share one table.
 COST_FIELDS = ("model.d_model", "model.n_heads", "model.n_kv_heads", "model.d_ff", "model.vocab_size",
                "model.tie_embeddings", "train.batch_size", "train.grad_accum", "train.seq_len", "train.dtype",
-               "train.compile", "train.device", "train.parallel", "optim.name", "growth.freeze_old")
+               "train.compile", "train.device", "train.parallel", "optim.name")
 
 
 def cost_key(cfg: Config) -> tuple[str, ...]:
