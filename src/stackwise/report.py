@@ -242,22 +242,26 @@ def primitive_score(tasks: dict) -> tuple[float, float]:
     return float(np.mean([r["accuracy"] for r in scores])), float(np.mean([r["chance"] for r in scores]))
 
 
-def _primitive_curves(out: Path, spec: dict[str, Any]) -> dict[str, dict[int, list[tuple[float, dict[str, float]]]]]:
-    """Per arm and seed: [(val loss, {task: score, "mean": mean score})] at each evaluation during training."""
-    curves: dict[str, dict[int, list[tuple[float, dict[str, float]]]]] = {}
+def _training_primitives(out: Path, spec: dict[str, Any]) -> dict[str, dict[int, list[dict[str, Any]]]]:
+    """Per arm and seed: the rows of the run's eval/primitives_during_training.jsonl (runs without one left out)."""
+    rows: dict[str, dict[int, list[dict[str, Any]]]] = {}
     for arm in spec["arms"]:
         for seed in spec["seeds"]:
             path = out / "runs" / arm["label"] / f"seed{seed}" / "eval" / "primitives_during_training.jsonl"
-            if not path.is_file():
-                continue
-            points = []
-            for line in path.read_text().splitlines():
-                row = json.loads(line)
-                scores = {t: (r.get("multiple_choice") or r["generation"])["accuracy"] for t, r in row["tasks"].items()}
-                points.append((row["val_loss"], {**scores, "mean": primitive_score(row["tasks"])[0]}))
-            if points:
-                curves.setdefault(arm["label"], {})[seed] = points
-    return curves
+            lines = path.read_text().splitlines() if path.is_file() else []
+            if lines:
+                rows.setdefault(arm["label"], {})[seed] = [json.loads(line) for line in lines]
+    return rows
+
+
+def _primitive_curves(out: Path, spec: dict[str, Any]) -> dict[str, dict[int, list[tuple[float, dict[str, float]]]]]:
+    """Per arm and seed: [(val loss, {task: score, "mean": mean score})] at each evaluation during training."""
+    def point(row: dict[str, Any]) -> tuple[float, dict[str, float]]:
+        scores = {t: (r.get("multiple_choice") or r["generation"])["accuracy"] for t, r in row["tasks"].items()}
+        return row["val_loss"], {**scores, "mean": primitive_score(row["tasks"])[0]}
+
+    return {label: {seed: [point(row) for row in rows] for seed, rows in by_seed.items()}
+            for label, by_seed in _training_primitives(out, spec).items()}
 
 
 def _at_loss(points: list[tuple[float, dict[str, float]]], target: float) -> dict[str, float]:
@@ -289,20 +293,14 @@ def matched_loss(out: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
 def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]] | None:
     """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step)."""
     data: dict[str, list[dict[str, float]]] = {}
-    for arm in spec["arms"]:
+    for label, by_seed in _training_primitives(out, spec).items():
         by_step: dict[int, list[tuple[float, float, float]]] = {}
-        for seed in spec["seeds"]:
-            path = out / "runs" / arm["label"] / f"seed{seed}" / "eval" / "primitives_during_training.jsonl"
-            if not path.is_file():
-                continue
-            for line in path.read_text().splitlines():
-                row = json.loads(line)
-                by_step.setdefault(row["step"], []).append((row["val_loss"], *primitive_score(row["tasks"])))
-        if by_step:
-            data[arm["label"]] = [{"step": s, "val_loss": float(np.mean([v for v, _, _ in pts])),
-                                   "accuracy": float(np.mean([a for _, a, _ in pts])),
-                                   "chance": float(np.mean([c for _, _, c in pts])), "n_seeds": len(pts)}
-                                  for s, pts in sorted(by_step.items())]
+        for row in (row for rows in by_seed.values() for row in rows):
+            by_step.setdefault(row["step"], []).append((row["val_loss"], *primitive_score(row["tasks"])))
+        data[label] = [{"step": s, "val_loss": float(np.mean([v for v, _, _ in pts])),
+                        "accuracy": float(np.mean([a for _, a, _ in pts])),
+                        "chance": float(np.mean([c for _, _, c in pts])), "n_seeds": len(pts)}
+                       for s, pts in sorted(by_step.items())]
     if not data:
         return None
     fig, ax = _pyplot().subplots(figsize=(7, 4.5))
