@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The robust-growth study behind docs/results/robust-growth/ (recipes/robust-growth.yaml: 9 layers, d_model 64,
-# block 3, 4000 steps of 16 x 128 tokens). Parts, in order; each is resumable (rerun the script: finished runs are
+# The robust-growth study behind docs/results/robust-growth/ (recipes/robust-growth.yaml: 12 layers, d_model 64,
+# vocab 1024, block 2, 4000 steps of 16 x 128 tokens). Parts, in order; each is resumable (rerun the script: finished runs are
 # reused, an interrupted run resumes from its last checkpoint), and each part's reports and every finished run's
 # small files (config, metrics, events, result) are copied to docs/results/robust-growth/PART after it; on a fresh
 # checkout those published runs are restored first, so the study continues across machines:
 #
-#   pilot   does depth pay here? baseline (9 layers) vs the shallow control (6 layers), 3 seeds
+#   pilot   does depth pay here? baseline (12 layers) vs the shallow control (8 layers), 3 seeds
 #   lr      the baseline's peak-LR sweep (1 seed; 3e-3 is the pilot's seed 0) and MIDAS's own sweep
 #   screen  each stabilizer alone on MIDAS, 2 seeds, at the baseline-tuned LR
 #   final   5 paired seeds: baseline, MIDAS as published, the best stabilized MIDAS, GradStack, shallow and the
@@ -23,7 +23,7 @@ source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
 
 if [[ $PART == pilot || $PART == all ]]; then
   restore pilot
-  $SW compare --config $CFG --out "$OUT/pilot" --seeds 3 --methods none,shallow:model.n_layers=6
+  $SW compare --config $CFG --out "$OUT/pilot" --seeds 3 --methods none,shallow:model.n_layers=8
   publish pilot
 fi
 
@@ -72,11 +72,11 @@ PY
 )
   echo "baseline LR $LR, MIDAS LR $MLR, best stabilized MIDAS: $BEST"
   if [ "$LR" = "0.003" ]; then
-    for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-6 final shallow_model.n_layers-6 $seed; done
+    for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-8 final shallow_model.n_layers-8 $seed; done
     for seed in 0 1; do reuse screen midas final midas $seed; done
   fi
   $SW compare --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
-      --methods "none,midas,midas-stabilized:$BEST,gradstack,shallow:model.n_layers=6,midas-own-lr:growth.method=midas:train.lr=$MLR,midas-stabilized-own-lr:$BEST:train.lr=$MLR"
+      --methods "none,midas,midas-stabilized:$BEST,gradstack,shallow:model.n_layers=8,midas-own-lr:growth.method=midas:train.lr=$MLR,midas-stabilized-own-lr:$BEST:train.lr=$MLR"
   publish final
 fi
 echo "reports in $DOC"
