@@ -33,10 +33,11 @@ label() {  # label SPEC: the folder compare gives the arm of that method spec
   python -c 'import sys; from stackwise.compare import parse_methods; print(parse_methods(sys.argv[1])[-1].label)' "$1"
 }
 
-# Peak LRs swept per optimizer (the middle one is the recipe's 3e-3; PSGD-Kron's updates are larger per unit LR,
-# so its grid sits lower, around pytorch-optimizer's default of 1e-3).
+# Peak LRs swept per optimizer around the recipe's 3e-3 (AdamW's 3e-3 is the recipe's `none` arm). Muon's update
+# RMS is matched to AdamW's and SOAP is Adam in a rotated basis, so their LRs live on AdamW's scale; PSGD-Kron's
+# authors advise starting from Adam-like settings and its package default is 1e-3, so its grid reaches lower.
 declare -A GRID=([adamw]="0.0015 0.006" [muon]="0.0015 0.003 0.006" [soap]="0.0015 0.003 0.006"
-                 [psgd]="0.0005 0.001 0.002")
+                 [psgd]="0.001 0.003 0.006")
 OPTIMIZERS="adamw muon soap psgd"
 
 if [[ $PART == lr || $PART == all ]]; then
