@@ -7,7 +7,8 @@
 #
 #   pilot   does depth pay here? baseline (12 layers) vs the shallow control (8 layers), 3 seeds
 #   lr      the baseline's peak-LR sweep (1 seed; 3e-3 is the pilot's seed 0) and MIDAS's own sweep
-#   screen  each stabilizer alone on MIDAS, 2 seeds, at the baseline-tuned LR
+#   screen  each stabilizer alone on MIDAS, 2 seeds, at the baseline-tuned LR (the LR drop is 0.9 per event: five
+#           events compound it to 0.59)
 #   final   5 paired seeds: baseline, MIDAS as published, the best stabilized MIDAS, GradStack, shallow and the
 #           equal-compute baseline, at the baseline's LR; MIDAS and the best stabilized MIDAS also at MIDAS's own LR
 #
@@ -53,7 +54,7 @@ if [[ $PART == screen || $PART == all ]]; then
   echo "baseline-tuned peak LR: $LR"
   if [ "$LR" = "0.003" ]; then for seed in 0 1; do reuse pilot none screen none $seed; done; fi
   $SW compare --config $CFG --out "$OUT/screen" --seeds 2 --train.lr "$LR" \
-      --methods none,midas,midas-rewarm:growth.method=midas:growth.rewarmup_steps=50,midas-drop:growth.method=midas:growth.lr_drop=0.7,midas-depthlr:growth.method=midas:growth.depth_lr_exponent=0.5,midas-noise:growth.method=midas:growth.copy_noise=0.01,midas-identity:growth.method=midas:growth.init=identity
+      --methods none,midas,midas-rewarm:growth.method=midas:growth.rewarmup_steps=50,midas-drop:growth.method=midas:growth.lr_drop=0.9,midas-depthlr:growth.method=midas:growth.depth_lr_exponent=0.5,midas-noise:growth.method=midas:growth.copy_noise=0.01,midas-identity:growth.method=midas:growth.init=identity,midas-reset-new:growth.method=midas:growth.optimizer_state=reset-new
   publish screen
 fi
 
