@@ -1,4 +1,5 @@
 import json
+import math
 
 import pytest
 
@@ -289,3 +290,24 @@ def test_calibration_times_each_step_cost_once_and_prices_each_arm_with_its_own(
     compare.calibrate(out, spec, log=lambda *_: None)  # the old table is the baseline's; only muon is timed
     assert sorted(timed) == [("muon", 1), ("muon", 2)]
     assert json.loads((out / "calibration.json").read_text())["arms"]["lr"] == {"2": 0.5}
+
+
+def test_report_of_a_comparison_stopped_before_its_calibration_pass(tmp_path):
+    """Two seeds, no calibration.json (the comparison was stopped): the report builds, calibrated time stays NaN."""
+    arms = [{"label": "none", "overrides": {"growth.method": "none"}},
+            {"label": "shallow", "overrides": {"growth.method": "none", "model.n_layers": "1"}}]
+    (tmp_path / "compare.json").write_text(json.dumps(
+        {"config": "tiny", "common": {}, "seeds": [0, 1], "arms": arms, "command": "stackwise compare"}))
+    for label, depth, final in (("none", 2, 3.0), ("shallow", 1, 3.1)):
+        for seed in (0, 1):
+            run = tmp_path / "runs" / label / f"seed{seed}"
+            run.mkdir(parents=True)
+            rows = [{"step": s, "flops": s * depth * 1e6, "wall_s": s * 0.1, "depth": depth, "train_loss": final,
+                     "val_loss": final + 1.0 / s + 0.01 * seed} for s in (5, 10, 20)]
+            (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+            (run / "result.json").write_text(json.dumps(
+                {"stages": [{"depth": depth, "start_step": 0, "end_step": 20}]}))
+    rows = {r["method"]: r for r in report_mod.build(tmp_path, log=lambda *_: None)}
+    assert rows["shallow"]["final_val_loss"]["n"] == 2
+    assert rows["none"]["calibrated_wall_s"]["n"] == 2 and math.isnan(rows["none"]["calibrated_wall_s"]["mean"])
+    assert "not yet measured" in (tmp_path / "report.md").read_text()

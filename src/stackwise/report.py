@@ -113,6 +113,8 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
     values = [v for v in values if v is not None]
     if not values:
         return {"mean": None, "std": None, "n": 0}
+    if any(np.isnan(values)):  # not measured (calibrated time before the calibration pass): NaN, not a crash
+        return {"mean": float("nan"), "std": float("nan"), "n": len(values)}
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "n": len(values)}
 
