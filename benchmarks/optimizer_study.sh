@@ -58,7 +58,9 @@ if [[ $PART == lr || $PART == all ]]; then
 fi
 
 best_lr() {  # best_lr OPTIMIZER: the peak LR of that optimizer's best arm in the sweep
-  python - "$OUT/lr" "$1" <<'PY'
+  local dir=$OUT/lr
+  [ -f "$dir/summary.json" ] || dir=$DOC/lr  # a fresh checkout: the published sweep
+  python - "$dir" "$1" <<'PY'
 import json, sys
 out, name = sys.argv[1], sys.argv[2]
 spec = json.load(open(f"{out}/compare.json"))

@@ -37,7 +37,9 @@ if [[ $PART == lr || $PART == all ]]; then
 fi
 
 best_lr() {  # best_lr none|midas: the peak LR of that method's best arm in the LR sweep (recipe's own: 3e-3)
-  python - "$OUT/lr" "$1" <<'PY'
+  local dir=$OUT/lr
+  [ -f "$dir/summary.json" ] || dir=$DOC/lr  # a fresh checkout: the published sweep
+  python - "$dir" "$1" <<'PY'
 import json, sys
 out, family = sys.argv[1], sys.argv[2]
 arms = {a["label"]: a["overrides"] for a in json.load(open(f"{out}/compare.json"))["arms"]}
@@ -48,21 +50,28 @@ print(arms[best["method"]].get("train.lr", "0.003"))
 PY
 }
 
+screen_part() {  # the screen's folder: `screen` at the recipe's LR; a sweep that moves the LR gets its own folder,
+  # so runs published at another LR are never mixed in (compare would refuse them anyway)
+  if [ "$1" = "0.003" ]; then echo screen; else echo "screen-lr-$1"; fi
+}
+
 if [[ $PART == screen || $PART == all ]]; then
-  restore screen
   LR=$(best_lr none)
+  SCREEN=$(screen_part "$LR")
   echo "baseline-tuned peak LR: $LR"
+  restore "$SCREEN"
   if [ "$LR" = "0.003" ]; then for seed in 0 1; do reuse pilot none screen none $seed; done; fi
-  $SW compare --config $CFG --out "$OUT/screen" --seeds 2 --train.lr "$LR" \
+  $SW compare --config $CFG --out "$OUT/$SCREEN" --seeds 2 --train.lr "$LR" \
       --methods none,midas,midas-rewarm:growth.method=midas:growth.rewarmup_steps=50,midas-drop:growth.method=midas:growth.lr_drop=0.9,midas-depthlr:growth.method=midas:growth.depth_lr_exponent=0.5,midas-noise:growth.method=midas:growth.copy_noise=0.01,midas-identity:growth.method=midas:growth.init=identity,midas-reset-new:growth.method=midas:growth.optimizer_state=reset-new
-  publish screen
+  publish "$SCREEN"
 fi
 
 if [[ $PART == final || $PART == all ]]; then
   restore final
   LR=$(best_lr none)
   MLR=$(best_lr midas)
-  BEST=$(python - "$OUT/screen/summary.json" "$OUT/screen/compare.json" <<'PY'
+  SCREEN=$(screen_part "$LR")
+  BEST=$(python - "$OUT/$SCREEN/summary.json" "$OUT/$SCREEN/compare.json" <<'PY'
 import json, sys
 rows = {r["method"]: r for r in json.load(open(sys.argv[1])) if r.get("status") == "ok"}
 arms = {a["label"]: a["overrides"] for a in json.load(open(sys.argv[2]))["arms"]}
