@@ -13,12 +13,14 @@
 #
 #   bash benchmarks/optimizer_study.sh [lr|main|all]     (default all; OUT=runs/optimizers)
 #   SMOKE=1 bash benchmarks/optimizer_study.sh           (the same steps on a tiny model, in minutes: a check)
+# JOBS=2: two runs at once, half the threads each (stackwise compare --jobs; more work per second on a small CPU)
 set -euo pipefail
 PART=${1:-all}
 if [ -n "${SMOKE:-}" ]; then OUT=${OUT:-runs/optimizers-smoke} DOC=${DOC:-runs/optimizers-smoke/published}; fi
 OUT=${OUT:-runs/optimizers}
 DOC=${DOC:-docs/results/optimizers}
 SW="python -m stackwise"
+JOBS=${JOBS:-1}
 source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse, adopt
 
 CFG=(--config robust-growth)
@@ -53,7 +55,7 @@ if [[ $PART == lr || $PART == all ]]; then
       if [ "$opt" = adamw ]; then METHODS+=",lr-${lr}:train.lr=${lr}"; else METHODS+=",${opt}-lr-${lr}:optim.name=${opt}:train.lr=${lr}"; fi
     done
   done
-  $SW compare "${CFG[@]}" --out "$OUT/lr" --seeds 1 --methods "$METHODS"
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/lr" --seeds 1 --methods "$METHODS"
   publish lr
 fi
 
@@ -86,7 +88,7 @@ if [[ $PART == main || $PART == all ]]; then
     METHODS+=",${arm},${opt}-midas:growth.method=midas:optim.name=${opt}:train.lr=${olr}"
   done
   echo "AdamW: best peak LR $LR"
-  $SW compare "${CFG[@]}" --out "$OUT/main" --seeds "$SEEDS" --train.lr "$LR" --methods "$METHODS"
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/main" --seeds "$SEEDS" --train.lr "$LR" --methods "$METHODS"
   publish main
 fi
 echo "reports in $DOC"

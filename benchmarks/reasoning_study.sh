@@ -12,12 +12,14 @@
 #
 #   bash benchmarks/reasoning_study.sh [pilot|study|all]     (default all; OUT=runs/reasoning)
 #   SMOKE=1 bash benchmarks/reasoning_study.sh               (the same steps on a tiny model, in minutes: a check)
+# JOBS=2: two runs at once, half the threads each (stackwise compare --jobs; more work per second on a small CPU)
 set -euo pipefail
 PART=${1:-all}
 if [ -n "${SMOKE:-}" ]; then OUT=${OUT:-runs/reasoning-smoke} DOC=${DOC:-runs/reasoning-smoke/published}; fi
 OUT=${OUT:-runs/reasoning}
 DOC=${DOC:-docs/results/reasoning}
 SW="python -m stackwise"
+JOBS=${JOBS:-1}
 source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
 
 CFG=(--config reasoning)
@@ -43,7 +45,7 @@ SHARES="0.1 0.2 0.4"
 if [[ $PART == pilot || $PART == all ]]; then
   for share in $SHARES; do
     restore "pilot-$share"
-    $SW compare "${CFG[@]}" --out "$OUT/pilot-$share" --seeds 1 --methods none \
+    $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/pilot-$share" --seeds 1 --methods none \
         --data.mix "bundled:$(python -c "print(round(1 - $share, 4))"),synthetic:$share"
     evaluate "pilot-$share"
     publish "pilot-$share"
@@ -68,7 +70,7 @@ PY
 )
   echo "synthetic share: $SHARE"
   restore study
-  $SW compare "${CFG[@]}" --out "$OUT/study" --seeds $SEEDS --methods none,midas,gradstack,lidas \
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/study" --seeds $SEEDS --methods none,midas,gradstack,lidas \
       --data.mix "bundled:$(python -c "print(round(1 - $SHARE, 4))"),synthetic:$SHARE"
   evaluate study
   $SW report "$OUT/study"

@@ -13,25 +13,27 @@
 #           equal-compute baseline, at the baseline's LR; MIDAS and the best stabilized MIDAS also at MIDAS's own LR
 #
 #   bash benchmarks/robust_growth.sh [pilot|lr|screen|final|all]     (default all; OUT=runs/robust-growth)
+# JOBS=2: two runs at once, half the threads each (stackwise compare --jobs; more work per second on a small CPU)
 set -euo pipefail
 PART=${1:-all}
 OUT=${OUT:-runs/robust-growth}
 DOC=${DOC:-docs/results/robust-growth}
 SW="python -m stackwise"
+JOBS=${JOBS:-1}
 CFG=robust-growth
 
 source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
 
 if [[ $PART == pilot || $PART == all ]]; then
   restore pilot
-  $SW compare --config $CFG --out "$OUT/pilot" --seeds 3 --methods none,shallow:model.n_layers=8
+  $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/pilot" --seeds 3 --methods none,shallow:model.n_layers=8
   publish pilot
 fi
 
 if [[ $PART == lr || $PART == all ]]; then
   restore lr
   reuse pilot none lr none 0
-  $SW compare --config $CFG --out "$OUT/lr" --seeds 1 \
+  $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/lr" --seeds 1 \
       --methods none,lr-1.5e-3:train.lr=0.0015,lr-6e-3:train.lr=0.006,midas,midas-lr-1.5e-3:growth.method=midas:train.lr=0.0015,midas-lr-6e-3:growth.method=midas:train.lr=0.006
   publish lr
 fi
@@ -61,7 +63,7 @@ if [[ $PART == screen || $PART == all ]]; then
   echo "baseline-tuned peak LR: $LR"
   restore "$SCREEN"
   if [ "$LR" = "0.003" ]; then for seed in 0 1; do reuse pilot none screen none $seed; done; fi
-  $SW compare --config $CFG --out "$OUT/$SCREEN" --seeds 2 --train.lr "$LR" \
+  $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/$SCREEN" --seeds 2 --train.lr "$LR" \
       --methods none,midas,midas-rewarm:growth.method=midas:growth.rewarmup_steps=50,midas-drop:growth.method=midas:growth.lr_drop=0.9,midas-depthlr:growth.method=midas:growth.depth_lr_exponent=0.5,midas-noise:growth.method=midas:growth.copy_noise=0.01,midas-identity:growth.method=midas:growth.init=identity,midas-reset-new:growth.method=midas:growth.optimizer_state=reset-new
   publish "$SCREEN"
 fi
@@ -85,7 +87,7 @@ PY
     for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-8 final shallow_model.n_layers-8 $seed; done
     for seed in 0 1; do reuse screen midas final midas $seed; done
   fi
-  $SW compare --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
+  $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
       --methods "none,midas,midas-stabilized:$BEST,gradstack,shallow:model.n_layers=8,midas-own-lr:growth.method=midas:train.lr=$MLR,midas-stabilized-own-lr:$BEST:train.lr=$MLR"
   publish final
 fi

@@ -68,7 +68,7 @@ def test_equal_compute_arm_uses_the_fastest_growth_method(tiny_cfg):
 def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     out = tmp_path / "cmp"
     argv = ["compare", "--config", "tiny", "--methods", "none,midas,broken:data.val=/no/such/val.txt",
-            "--equal-compute", "--out", str(out),
+            "--equal-compute", "--jobs", "2", "--out", str(out),
             "--data.train", str(corpus["train"]), "--data.val", str(corpus["val"]), "--model.n_layers", "2",
             "--growth.block_size", "1", "--train.steps", "12", "--eval.every", "4", "--eval.sample_tokens", "0",
             "--eval.primitives_every", "6", "--eval.primitives_n", "2", "--eval.primitives_shots", "1",
@@ -311,3 +311,48 @@ def test_report_of_a_comparison_stopped_before_its_calibration_pass(tmp_path):
     assert rows["shallow"]["final_val_loss"]["n"] == 2
     assert rows["none"]["calibrated_wall_s"]["n"] == 2 and math.isnan(rows["none"]["calibrated_wall_s"]["mean"])
     assert "not yet measured" in (tmp_path / "report.md").read_text()
+
+
+def test_job_env_splits_the_threads_and_gives_each_slot_its_own_gpu():
+    environ = {"OMP_NUM_THREADS": "8", "PATH": "/bin"}
+    assert compare.job_env(1, 0, environ, gpus=4) == environ  # one job: the environment as it is
+    assert compare.job_env(3, 2, environ, gpus=0) == {"OMP_NUM_THREADS": "2", "PATH": "/bin"}
+    assert compare.job_env(16, 0, environ, gpus=0)["OMP_NUM_THREADS"] == "1"  # never zero threads
+    visible = {**environ, "CUDA_VISIBLE_DEVICES": "2,3"}
+    assert [compare.job_env(3, s, visible, gpus=2)["CUDA_VISIBLE_DEVICES"] for s in range(3)] == ["2", "3", "2"]
+    assert [compare.job_env(2, s, environ, gpus=4)["CUDA_VISIBLE_DEVICES"] for s in range(2)] == ["0", "1"]
+    assert "CUDA_VISIBLE_DEVICES" not in compare.job_env(2, 1, environ, gpus=1)  # one GPU: shared
+
+
+def test_jobs_train_that_many_runs_at_once_in_order_and_stop_after_an_error(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setattr(compare, "_gpu_count", lambda: 0)
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    arms = compare.parse_methods("none,midas")
+    todo = [(arm, seed) for seed in range(3) for arm in arms]
+    both = threading.Barrier(2, timeout=10)  # breaks unless two runs are under way at the same time
+    lock, running, peak, started, fail_on = threading.Lock(), [0], [0], [], []
+
+    def fake_ensure_run(out, base, arm, seed, common, log, plugins, env):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+            started.append((arm.label, seed, env["OMP_NUM_THREADS"]))
+        if len(started) <= 2 and not fail_on:
+            both.wait()
+        with lock:
+            running[0] -= 1
+        if (arm.label, seed) in fail_on:
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(compare, "ensure_run", fake_ensure_run)
+    compare.train_all(todo[:4], tmp_path, None, {}, jobs=2)
+    assert peak[0] == 2 and {t for *_, t in started} == {"1"}
+    assert [(a, s) for a, s, _ in started] == [("none", 0), ("midas", 0), ("none", 1), ("midas", 1)]
+    started.clear()
+    fail_on.append(("midas", 1))
+    with pytest.raises(RuntimeError, match="boom"):
+        compare.train_all(todo[3:], tmp_path, None, {}, jobs=1)
+    assert [(a, s) for a, s, _ in started] == [("midas", 1)]  # the runs after the error never started
+    assert started[0][2] == "2"  # one job: the environment untouched

@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated method specs, each NAME[:field=value...] (default: none,gradstack,midas)")
     p.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per method (default: 1)")
     p.add_argument("--equal-compute", action="store_true", help="add the equal-compute (NTNG) baseline")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at once, sharing the CPU threads or one GPU each (default: 1)")
     p.add_argument("--out", required=True, help="comparison directory (runs/, summary.json, report.md, plots)")
     _add_config_flags(p)
     p = sub.add_parser("report", help="rebuild a comparison's summary, report and plots from its runs")
@@ -229,10 +231,12 @@ def cmd_compare(args: argparse.Namespace, console: Console) -> None:
 
     if args.seeds < 1:
         raise UserError("--seeds: must be at least 1")
+    if args.jobs < 1:
+        raise UserError("--jobs: must be at least 1")
     out = Path(args.out)
     rows = compare.run(args.config, args.methods, args.seeds, args.equal_compute, out, _overrides(args),
                        command="stackwise " + " ".join(args.argv), log=console.print,
-                       plugins=[str(Path(p).resolve()) for p in args.plugin])
+                       plugins=[str(Path(p).resolve()) for p in args.plugin], jobs=args.jobs)
     _print_summary(rows, console)
     console.print(f"report: {out / 'report.md'}  summary: {out / 'summary.json'}")
     failures = [f"{row['method']} seed {f['seed']}" for row in rows for f in row["failed"]]

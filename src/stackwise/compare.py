@@ -13,14 +13,24 @@ run; a finished run (result.json present) is reused when the command is repeated
 from its checkpoint. Everything not overridden is identical across arms, and seed S gives every arm the same data
 order. `--equal-compute` adds the No-Train-No-Gain baseline: the full model for T / (fastest predicted total-FLOPs
 speedup among the growth arms) steps with its own, fully decayed schedule.
+
+`--jobs N` trains N runs at once (default 1), still starting them in seed-major order. On a CPU host each run gets
+an equal share of the threads (OMP_NUM_THREADS, else the CPU count, divided by N): small models use many threads
+poorly, so two one-thread runs on two cores do more work per second than one two-thread run
+(docs/benchmarks.md). On a host with several GPUs each concurrent run gets its own GPU (CUDA_VISIBLE_DEVICES). The
+comparison's calibration pass still runs alone, after training, so calibrated time is unaffected.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
 import re
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,8 +121,29 @@ def check_reusable(run: Path, cfg: config_mod.Config) -> None:
                         "move it away or use another --out")
 
 
+def job_env(jobs: int, slot: int, environ: dict[str, str], gpus: int) -> dict[str, str]:
+    """The environment of the run in job slot `slot` (0..jobs-1) of `jobs` concurrent runs: the CPU threads split
+    evenly and, with several GPUs, one GPU per slot. One job keeps the environment as it is."""
+    env = dict(environ)
+    if jobs == 1:
+        return env
+    threads = int(environ.get("OMP_NUM_THREADS") or 0) or os.cpu_count() or 1
+    env["OMP_NUM_THREADS"] = str(max(1, threads // jobs))
+    if gpus > 1:
+        visible = [d for d in environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
+            [str(i) for i in range(gpus)]
+        env["CUDA_VISIBLE_DEVICES"] = visible[slot % len(visible)]
+    return env
+
+
+def _gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: dict[str, str], log=print,
-               plugins: list[str] = ()) -> Path:
+               plugins: list[str] = (), env: dict[str, str] | None = None) -> Path:
     """Train one arm × seed in its own process unless it already finished; resume it if it was interrupted. A failed
     attempt leaves failed.json in the run directory (read by the report); a later success removes it."""
     run = run_dir(out, arm, seed)
@@ -126,7 +157,7 @@ def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: 
     else:
         cmd += [*(["--config", str(base)] if base else []), "--out", str(run), *flags]
     log(f"training {arm.label} seed {seed}: {' '.join(cmd[2:])}")
-    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or [f"(no message; exit code {proc.returncode})"]
         error = tail[0].removeprefix("stackwise: error: ")
@@ -139,7 +170,7 @@ def ensure_run(out: Path, base: Path | str | None, arm: Arm, seed: int, common: 
 
 
 def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: Path, common: dict[str, str],
-        command: str, log=print, plugins: list[str] = ()) -> list[dict[str, Any]]:
+        command: str, log=print, plugins: list[str] = (), jobs: int = 1) -> list[dict[str, Any]]:
     """Train every arm × seed (reusing finished runs), then build the report. Returns the summary rows."""
     if config:
         config_mod.resolve_recipe(config)  # fail early on a missing recipe; keep the name as the user wrote it
@@ -158,12 +189,44 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
     spec = {"config": base, "common": common, "seeds": list(range(seeds)), "command": command,
             "arms": [{"label": a.label, "overrides": a.overrides, "max_seeds": a.max_seeds} for a in arms]}
     (out / "compare.json").write_text(json.dumps(spec, indent=2) + "\n")
-    for seed in range(seeds):  # seed-major: a partial comparison already has every method for the first seeds
-        for arm in arms:
-            if arm.max_seeds is None or seed < arm.max_seeds:
-                ensure_run(out, base, arm, seed, common, log, plugins)
+    # seed-major: a partial comparison already has every method for the first seeds
+    todo = [(arm, seed) for seed in range(seeds) for arm in arms if arm.max_seeds is None or seed < arm.max_seeds]
+    train_all(todo, out, base, common, log, plugins, jobs)
     calibrate(out, spec, log)
     return report.build(out, log)
+
+
+def train_all(todo: list[tuple[Arm, int]], out: Path, base: Path | str | None, common: dict[str, str], log=print,
+              plugins: list[str] = (), jobs: int = 1) -> None:
+    """ensure_run for every (arm, seed) in order, `jobs` at a time, each in a job slot with its own environment."""
+    assert jobs >= 1
+    gpus = _gpu_count() if jobs > 1 else 0
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+
+    stop = threading.Event()  # set by an error or Ctrl-C: no further run starts
+
+    def one(arm: Arm, seed: int) -> None:
+        slot = slots.get()
+        try:
+            if not stop.is_set():
+                ensure_run(out, base, arm, seed, common, log, plugins, job_env(jobs, slot, dict(os.environ), gpus))
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            slots.put(slot)
+
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in [pool.submit(one, arm, seed) for arm, seed in todo]:
+            future.result()
+    except BaseException:
+        stop.set()
+        raise
+    finally:  # the runs under way end with their own process
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def calibrate(out: Path, spec: dict[str, Any], log=print) -> None:
