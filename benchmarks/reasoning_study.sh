@@ -3,9 +3,10 @@
 # mixed with generated reasoning-rich text, primitives scored during training). Parts, in order; each resumable
 # (finished runs and their evaluations are reused; published small files are restored on a fresh checkout):
 #
-#   pilot   the fixed-depth baseline at synthetic shares 0.1, 0.2 and 0.4 (1 seed each): 5-shot primitives
-#           (n=200) and the fine-tuning probe; the smallest share at which at least four tasks, one of them a
-#           depth-1 variable assignment, have a 95% interval above chance is the study's share
+#   pilot   the fixed-depth baseline at synthetic shares 0.1, then 0.2, then 0.4 (1 seed each): 5-shot primitives
+#           (n=200) and the fine-tuning probe; the first share at which at least four tasks, one of them a depth-1
+#           variable assignment, have a 95% interval above chance 5-shot, and every probe data seed's accuracy
+#           has one too, is the study's share (larger shares are not trained once one clears)
 #   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, at that share: compare (isoplots and accuracy at
 #           matched validation loss in its report), 5-shot primitives, the probe (256 examples, 3 data seeds) and
 #           the depth analyses (looping the middle block, similarity, depth use)
@@ -42,32 +43,45 @@ evaluate() {  # evaluate PART: primitives, probe and analyses of every run of th
 }
 
 SHARES="0.1 0.2 0.4"
+cleared() {  # cleared SHARE: did that pilot's baseline clear chance? (5-shot: >= 4 tasks, one a depth-1 assignment,
+  # with 95% intervals above chance; the probe: every data seed's 95% interval above chance) prints why
+  python - "$OUT/pilot-$1" <<'PY'
+import json, sys
+from stackwise.evals.scoring import wilson
+pilot = sys.argv[1]
+table = json.load(open(f"{pilot}/eval/primitives.json"))["none"]
+above = [t for t, e in table.items() if "multiple_choice" in e
+         and e["multiple_choice"]["ci95"][0] > e["multiple_choice"]["chance"]]
+probe = json.load(open(f"{pilot}/runs/none/seed0/eval/probe.json"))
+n_test = probe["config"]["n_test"]
+lows = [wilson(round(s["late_accuracy"] * n_test), n_test)[0] for s in probe["per_seed"]]
+ok = len(above) >= 4 and any(t.startswith("var1_") for t in above) and min(lows) > probe["chance"]
+print(f"{pilot}: 5-shot above chance on {len(above)} tasks ({', '.join(above) or 'none'}); probe's lowest 95% bound "
+      f"{min(lows):.1%} (chance {probe['chance']:.0%}): {'cleared' if ok else 'not cleared'}", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+}
+
 if [[ $PART == pilot || $PART == all ]]; then
-  for share in $SHARES; do
+  for share in $SHARES; do  # smallest first; a larger share is trained only if the smaller ones did not clear
     restore "pilot-$share"
     $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/pilot-$share" --seeds 1 --methods none \
         --data.mix "bundled:$(python -c "print(round(1 - $share, 4))"),synthetic:$share"
     evaluate "pilot-$share"
     publish "pilot-$share"
+    if cleared "$share"; then break; fi
   done
 fi
 
 if [[ $PART == study || $PART == all ]]; then
-  SHARE=$(python - "$OUT" $SHARES <<'PY'
-import json, sys
-out, shares = sys.argv[1], sys.argv[2:]
-for share in shares:  # the smallest share whose baseline clears chance on >= 4 tasks incl. a depth-1 assignment
-    table = json.load(open(f"{out}/pilot-{share}/eval/primitives.json"))["none"]
-    above = [t for t, e in table.items() if "multiple_choice" in e
-             and e["multiple_choice"]["ci95"][0] > e["multiple_choice"]["chance"]]
-    if len(above) >= 4 and any(t.startswith("var1_") for t in above):
-        print(share)
-        break
-else:
-    print(shares[-1])
-    print(f"no pilot share cleared chance on 4 tasks; using the largest, {shares[-1]}", file=sys.stderr)
-PY
-)
+  SHARE=""
+  for share in $SHARES; do  # the smallest share whose pilot cleared chance
+    if [ -f "$OUT/pilot-$share/eval/primitives.json" ] && cleared "$share"; then SHARE=$share; break; fi
+  done
+  if [ -z "$SHARE" ]; then
+    SHARE=${SHARES##* }
+    echo "no pilot share cleared chance; using the largest, $SHARE"
+  fi
   echo "synthetic share: $SHARE"
   restore study
   $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/study" --seeds $SEEDS --methods none,midas,gradstack,lidas \
