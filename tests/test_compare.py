@@ -356,3 +356,14 @@ def test_jobs_train_that_many_runs_at_once_in_order_and_stop_after_an_error(tmp_
         compare.train_all(todo[3:], tmp_path, None, {}, jobs=1)
     assert [(a, s) for a, s, _ in started] == [("midas", 1)]  # the runs after the error never started
     assert started[0][2] == "2"  # one job: the environment untouched
+
+
+def test_calibration_times_sophia_over_whole_periods_of_its_hessian_estimate(tiny_cfg, monkeypatch):
+    """Sophia's extra pass every k steps is real compute: each timed block holds whole periods, so exactly one."""
+    from stackwise import calibrate, sophia
+
+    calls = {True: 0, False: 0}  # train steps per optimizer: Sophia's or AdamW's
+    monkeypatch.setattr(calibrate, "train_step", lambda model, run_model, opt, *a: calls.update(
+        {opt.sophia_g: calls[opt.sophia_g] + 1}))
+    calibrate.step_seconds([(tiny_cfg(optim__name="sophia"), 2), (tiny_cfg(), 2)], steps=3, rounds=2, warmup=1)
+    assert calls == {False: 1 + 2 * 3, True: 1 + 2 * sophia.EVERY}

@@ -215,3 +215,16 @@ def test_fsdp_bf16_mixed_precision_through_growth(common, single, tmp_path):
     assert [m["depth"] for m in b] == [m["depth"] for m in a]
     assert [m["train_loss"] for m in b] == pytest.approx([m["train_loss"] for m in a], rel=2e-2)
     assert [m["train_loss"] for m in b] != pytest.approx([m["train_loss"] for m in a], rel=1e-5)
+
+
+def test_sophia_under_ddp_through_growth_equals_single_process(common, tmp_path):
+    """Sophia's Hessian estimate (labels drawn per row of the global batch, gradients all-reduced) is the same on 2
+    ranks as on 1, through two growth events and a second estimate after them (steps 1 and 11 of 12)."""
+    args = [*common, "--train.steps", "12", "--optim.name", "sophia", "--eval.primitives_every", "0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    _train([*args, "--out", str(one)], 1)
+    _train([*args, "--out", str(two)], 2, "ddp")
+    a, b = _metrics(one), _metrics(two)
+    assert [m["step"] for m in b] == [m["step"] for m in a] == list(range(1, 13)) and a[-1]["depth"] == 3
+    for x, y in zip(a, b, strict=True):
+        assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)

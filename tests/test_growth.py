@@ -1,5 +1,6 @@
 """Growth operators, stage plans, function preservation, optimizer-state transfer and resume across growth."""
 
+import contextlib
 import json
 import math
 import shutil
@@ -15,7 +16,7 @@ from stackwise.errors import UserError
 from stackwise.grow import grow, grow_layers
 from stackwise.model import Block, Transformer
 from stackwise.optim import build_optimizer
-from stackwise.train import train
+from stackwise.train import train, train_step
 
 QUIET = Console(quiet=True)
 CASES = [(L, b) for L in (6, 8, 12, 24) for b in (1, 2, 3, 4, 6) if L % b == 0 and L // b >= 2]
@@ -141,10 +142,8 @@ def _grown(method="midas", init="copy", opt_state="copy", optim="adamw", L=4, b=
     model = Transformer(cfg.model, n_layers=stages[0].depth)
     opt = build_optimizer(model, cfg)
     x = torch.randint(0, 64, (2, 8))
-    for _ in range(2):  # give the optimizer real state
-        model(x, x).backward()
-        opt.step()
-        opt.zero_grad()
+    for _ in range(2):  # give the optimizer real state (through the train step: Sophia's Hessian estimate too)
+        train_step(model, model, opt, (x, x), cfg, torch.device("cpu"), contextlib.nullcontext)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     old_state = {n: opt_state_of(opt, p) for n, p in model.named_parameters()}
     logits_before = model(x)
@@ -218,7 +217,7 @@ def _same(a, b) -> bool:
     return a == b
 
 
-@pytest.mark.parametrize("optim", ["adamw", "adafactor", "muon", "soap", "shampoo", "psgd"])
+@pytest.mark.parametrize("optim", ["adamw", "adafactor", "sophia", "muon", "soap", "shampoo", "psgd"])
 def test_optimizer_state_is_copied_from_the_source(optim):
     cfg, stage, model, opt, _, old_state, _, x = _grown("midas", optim=optim, L=4, b=1)
     for name, p in model.named_parameters():
@@ -230,8 +229,10 @@ def test_optimizer_state_is_copied_from_the_source(optim):
         assert got.keys() == want.keys() and got, name
         for k in want:
             assert _same(got[k], want[k]), (name, k)
-    if optim == "soap":  # SOAP counts steps per group: the count goes on (else the step after growth is skipped)
-        assert opt.optimizers[0].param_groups[0]["step"] == 2
+    if optim in ("soap", "sophia"):  # a per-group step count goes on (SOAP would skip the step after growth, and
+        assert opt.optimizers[0].param_groups[0]["step"] == 2  # Sophia's estimate would fall due off its period)
+    if optim == "sophia":
+        assert set(opt_state_of(opt, model.embed_tokens.weight)) == {"momentum", "hessian_moment", "hessian"}
     # every parameter is in the optimizer exactly once and gets a gradient
     in_opt = [p for g in opt.param_groups for p in g["params"]]
     assert {id(p) for p in in_opt} == {id(p) for p in model.parameters()} and len(in_opt) == len(set(map(id, in_opt)))
@@ -254,7 +255,7 @@ def test_the_default_optimizer_state_policy_follows_the_init(init, fresh_new_lay
         assert has == (i not in new or not fresh_new_layers), (init, i)
 
 
-@pytest.mark.parametrize("optim", ["adamw", "soap", "shampoo", "psgd"])
+@pytest.mark.parametrize("optim", ["adamw", "sophia", "soap", "shampoo", "psgd"])
 def test_reset_new_and_reset_all(optim):
     _, stage, model, opt, _, _, _, _ = _grown("midas", opt_state="reset-new", L=4, b=1, optim=optim)
     new = set(growth.new_positions(list(stage.source_layers)))
@@ -301,7 +302,7 @@ def test_method_none_takes_the_same_path_with_one_stage(tiny_cfg, tmp_path):
 @pytest.mark.parametrize("optim, cuts", [("adamw", ("step_0000002", "step_0000005", "step_0000010", "step_0000012")),
                                          ("muon", ("step_0000002", "step_0000005", "step_0000010", "step_0000012")),
                                          ("soap", ("step_0000005",)), ("shampoo", ("step_0000005",)),
-                                         ("psgd", ("step_0000005",))])
+                                         ("psgd", ("step_0000005",)), ("sophia", ("step_0000005",))])
 def test_resume_across_two_growth_events_equals_uninterrupted(tiny_cfg, tmp_path, optim, cuts):
     cfg = tiny_cfg(model__n_layers=3, growth__method="midas", growth__block_size=1, growth__alpha=0,
                    train__steps=15, checkpoint__every=2, checkpoint__keep=20, train__log_every=1, optim__name=optim,

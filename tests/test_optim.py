@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from stackwise import sophia
 from stackwise.config import load
 from stackwise.model import Transformer
 from stackwise.optim import build_optimizer, lr_at
@@ -19,7 +20,7 @@ def test_schedule_warmup_then_cosine_to_floor():
     assert all(a >= b for a, b in zip(values, values[1:]))
 
 
-@pytest.mark.parametrize("name", ["adamw", "adafactor", "muon", "soap", "shampoo", "psgd"])
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "sophia", "muon", "soap", "shampoo", "psgd"])
 def test_every_parameter_is_optimized_once_and_moves(name):
     cfg = load(None, {**SMALL, "optim.name": name})
     torch.manual_seed(0)
@@ -31,7 +32,7 @@ def test_every_parameter_is_optimized_once_and_moves(name):
     x = torch.randint(0, 64, (2, 8))
     for _ in range(2 if name == "soap" else 1):  # SOAP's first step only sets up its preconditioners
         model(x, x).backward()
-        opt.step()
+        opt.step(sophia.estimate(opt.optimizers[0], x.numel()) if opt.hessian_due() else None)  # (any estimate)
         opt.zero_grad()
     for n, p in model.named_parameters():
         assert not torch.equal(before[n], p), n
@@ -98,8 +99,76 @@ def test_depth_lr_exponent_gives_the_blocks_their_own_lr(name):
     assert all("blocks" not in g and g["lr"] == 0.1 for g in off.param_groups)
 
 
-def test_sophia_is_refused_in_one_line():
+def test_sophia_on_fsdp_shards_is_refused_in_one_line():
     from stackwise.errors import UserError
 
-    with pytest.raises(UserError, match=r"^optim.name: sophia is refused: SophiaH .*create_graph=True"):
-        load(None, {**SMALL, "optim.name": "sophia"})
+    load(None, {**SMALL, "optim.name": "sophia"})
+    with pytest.raises(UserError, match=r"^optim.name: sophia is not supported on FSDP shards"):
+        load(None, {**SMALL, "optim.name": "sophia", "train.parallel": "fsdp"})
+
+
+def test_sophia_steps_are_the_official_sophia_g_update(monkeypatch):
+    """θ ← (1 − ηλ)θ − η·clip(m / (ρ·B·h + ε), 1) with h the EMA of ĝ⊙ĝ, ĝ the gradient of the loss on labels sampled
+    from the model (refreshed every k steps, here k = 2), computed by hand beside the train step."""
+    import contextlib
+
+    import torch.nn.functional as F
+
+    from stackwise import sophia
+    from stackwise.train import train_step
+
+    monkeypatch.setattr(sophia, "EVERY", 2)
+    cfg = load(None, {**SMALL, "optim.name": "sophia", "train.grad_clip": 0, "train.lr": 0.01,
+                      "train.weight_decay": 0.1, "train.seed": 3})
+    torch.manual_seed(0)
+    model = Transformer(cfg.model)
+    opt = build_optimizer(model, cfg)
+    b1, b2 = sophia.BETAS
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert decay["embed_tokens.weight"] == 0.1 and decay["norm.weight"] == 0.0 and len(decay) == len(names)
+    m = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    h = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    gen = torch.Generator().manual_seed(0)
+    for step in range(4):
+        x = torch.randint(0, 64, (4, 8), generator=gen)
+        y = torch.randint(0, 64, (4, 8), generator=gen)
+        theta = {n: p.detach().clone() for n, p in model.named_parameters()}
+        if step % 2 == 0:  # the estimate, by hand: labels drawn from the model's softmax with the step's generator
+            rngs = [torch.Generator().manual_seed((3 * 1_000_003 + step) * 1_000_033 + b) for b in range(4)]  # per row
+            labels = torch.cat([torch.multinomial(F.softmax(model(x[b:b + 1])[0], -1), 1, generator=g).squeeze(1)
+                                for b, g in enumerate(rngs)])
+            grads = torch.autograd.grad(F.cross_entropy(model(x).reshape(-1, 64), labels), list(model.parameters()))
+            for (n, _), g in zip(model.named_parameters(), grads):
+                h[n] = b2 * h[n] + (1 - b2) * sophia.RHO * x.numel() * g.square()
+        grads = torch.autograd.grad(model(x, y), list(model.parameters()))
+        assert opt.hessian_due() == (step % 2 == 0)
+        train_step(model, model, opt, (x, y), cfg, torch.device("cpu"), contextlib.nullcontext)
+        for (n, p), g in zip(model.named_parameters(), grads):
+            m[n] = b1 * m[n] + (1 - b1) * g
+            want = theta[n] * (1 - 0.01 * decay[n]) - 0.01 * (m[n] / h[n].clamp(min=1e-12)).clamp(-1, 1)
+            torch.testing.assert_close(p.detach(), want, rtol=0, atol=1e-5)  # (lr: 1e-2)
+    with pytest.raises(AssertionError, match="Hessian estimate is due"):
+        opt.step()  # step 5 needs an estimate, and a plain step() cannot make one
+
+
+def test_sophia_estimate_is_the_same_over_any_number_of_micro_batches():
+    """Labels are drawn per row of the global batch, so 1 or 2 micro-batches (or ranks) give the same step."""
+    import contextlib
+
+    from stackwise.train import train_step
+
+    x = torch.randint(0, 64, (4, 8), generator=torch.Generator().manual_seed(0))
+    after = []
+    for accum in (1, 2):
+        cfg = load(None, {**SMALL, "optim.name": "sophia", "train.grad_accum": accum, "train.batch_size": 4})
+        torch.manual_seed(0)
+        model = Transformer(cfg.model)
+        opt = build_optimizer(model, cfg)
+        train_step(model, model, opt, (x, x.roll(1, 1)), cfg, torch.device("cpu"), contextlib.nullcontext)
+        after.append((model, {n: opt.optimizers[0].state[p]["hessian"] for n, p in model.named_parameters()}))
+    (one, h1), (two, h2) = after
+    for n in h1:
+        torch.testing.assert_close(h2[n], h1[n], rtol=1e-4, atol=1e-9)
+    for p, q in zip(one.parameters(), two.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-6)

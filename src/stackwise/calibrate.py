@@ -4,7 +4,8 @@ A shared machine's speed drifts (a step can slow by a third within an hour), so 
 another are not comparable. `step_seconds` times a few optimizer steps at every depth that any run used, round-robin
 in one process, and takes the median per depth; compare then re-costs each run's steps with these times
 ("calibrated wall time"). Arms whose steps cost differently at the same depth (another optimizer, width or batch:
-config.COST_FIELDS) get their own per-depth times from the same pass, so an optimizer's extra work counts.
+config.COST_FIELDS) get their own per-depth times from the same pass, so an optimizer's extra work counts (for
+Sophia, timed over whole periods of its Hessian estimate, the estimate's cost is spread over the steps as in training).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 
 from stackwise import config as config_mod
 from stackwise import data as data_mod
-from stackwise import parallel
+from stackwise import parallel, sophia
 from stackwise.data.loader import TrainLoader
 from stackwise.model import Transformer
 from stackwise.optim import build_optimizer
@@ -50,5 +51,6 @@ def step_seconds(setups: list[tuple[config_mod.Config, int]], steps: int = 3, ro
     order = list(range(len(built)))
     for r in range(rounds):
         for i in order if r % 2 == 0 else order[::-1]:
-            times[i].append(run(i, steps))
+            sophia_g = built[i][2].sophia_g  # whole periods of its Hessian estimate (one more pass every k steps)
+            times[i].append(run(i, sophia.EVERY * -(-steps // sophia.EVERY) if sophia_g else steps))
     return [statistics.median(ts) for ts in times]

@@ -59,7 +59,8 @@ class TrainConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"  # adamw | adafactor | muon | soap | shampoo | psgd (on hidden matrices, AdamW on the rest)
+    name: str = "adamw"  # adamw | adafactor | sophia | muon | soap | shampoo | psgd (the last four: hidden
+    #                      matrices only, AdamW on the rest)
     beta1: float = 0.9
     beta2: float = 0.95
     eps: float = 1e-8
@@ -510,10 +511,9 @@ def validate(cfg: Config) -> None:
          "growth.freeze_old: freezes the layers a model had before growing; it needs a growth method")
     need(not cfg.growth.freeze_old or t.parallel != "fsdp",
          "growth.freeze_old: frozen layers under FSDP are not supported (use train.parallel none or ddp)")
-    need(cfg.optim.name != "sophia", "optim.name: sophia is refused: SophiaH estimates the Hessian with a "
-         "Hessian-vector product, loss.backward(create_graph=True), every few steps, which stackwise's train step "
-         "(gradient accumulation, compile, DDP/FSDP) does not do; use soap, shampoo or psgd")
-    need(t.parallel != "fsdp" or cfg.optim.name == "adamw",
+    need(t.parallel != "fsdp" or cfg.optim.name != "sophia", "optim.name: sophia is not supported on FSDP shards "
+         "(its Hessian estimate is untested there); use train.parallel ddp or none, or adamw with fsdp")
+    need(t.parallel != "fsdp" or cfg.optim.name in ("adamw", "sophia"),
          f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
          "use adamw with train.parallel fsdp")
     if cfg.data.mix is not None:

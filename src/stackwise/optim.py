@@ -6,7 +6,7 @@ optional extra `optim`). Muon and the second-order methods are meant for the hid
 preconditioners are per matrix dimension: a vocabulary-sized embedding would need a V x V factor); embeddings, the LM
 head and norm gains go to AdamW, as Muon's authors use it. Muon runs with `adjust_lr_fn="match_rms_adamw"`, so one
 `train.lr` suits both halves; the second-order methods use their own defaults (second_order below) at that LR.
-Sophia is refused (config): SophiaH needs `loss.backward(create_graph=True)` for its Hessian estimate.
+Sophia (Sophia-G, stackwise.sophia) is element-wise like AdamW and takes every parameter, in AdamW's decay groups.
 """
 
 from __future__ import annotations
@@ -18,20 +18,31 @@ from typing import Any
 import torch
 from torch import nn
 
+from stackwise import sophia
 from stackwise.config import Config
 
 
 class OptimizerSet:
-    """Several torch optimizers stepped as one (Muon for matrices + AdamW for the rest)."""
+    """Several torch optimizers stepped as one (Muon for matrices + AdamW for the rest). With Sophia (one optimizer),
+    step takes the Hessian estimate on the steps hessian_due() names (the train step computes it)."""
 
-    def __init__(self, optimizers: list[torch.optim.Optimizer]):
+    def __init__(self, optimizers: list[torch.optim.Optimizer], sophia_g: bool = False):
         self.optimizers = optimizers
+        self.sophia_g = sophia_g
 
     @property
     def param_groups(self) -> list[dict[str, Any]]:
         return [g for opt in self.optimizers for g in opt.param_groups]
 
-    def step(self) -> None:
+    def hessian_due(self) -> bool:
+        return self.sophia_g and sophia.due(self.optimizers[0])
+
+    def step(self, hessian: list[torch.Tensor] | None = None) -> None:
+        if self.sophia_g:
+            assert hessian is not None or not self.hessian_due(), "Sophia's Hessian estimate is due at this step"
+            self.optimizers[0].step(hessian=hessian)
+            return
+        assert hessian is None, "only Sophia takes a Hessian estimate"
         for opt in self.optimizers:
             opt.step()
 
@@ -74,6 +85,9 @@ def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
     by_blocks = cfg.growth.depth_lr_exponent != 0  # (the default keeps the two groups older checkpoints hold)
     if o.name == "adamw":
         return OptimizerSet([torch.optim.AdamW(_decay_groups(named, t.weight_decay, by_blocks), **adamw_kwargs)])
+    if o.name == "sophia":  # element-wise, like AdamW: every parameter, AdamW's decay groups (stackwise.sophia)
+        _require_optim_extra(o.name)
+        return OptimizerSet([sophia.build(_decay_groups(named, t.weight_decay, by_blocks), t.lr)], sophia_g=True)
     if o.name == "adafactor":
         return OptimizerSet([torch.optim.Adafactor(_decay_groups(named, t.weight_decay, by_blocks), lr=t.lr,
                                                    foreach=True)])
@@ -93,15 +107,21 @@ def build_optimizer(model: nn.Module, cfg: Config) -> OptimizerSet:
 SECOND_ORDER = ("soap", "shampoo", "psgd")
 
 
-def second_order(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
-    """SOAP (Vyas et al. 2024), Shampoo (Gupta et al. 2018) or PSGD-Kron (Li 2015/2024) from pytorch-optimizer, with
-    that package's defaults except what stackwise sets: the LR (the schedule's) and the weight decay (per group)."""
+def _require_optim_extra(name: str) -> None:
     try:
-        import pytorch_optimizer
+        import pytorch_optimizer  # noqa: F401
     except ImportError:
         from stackwise.errors import UserError
 
         raise UserError(f'optim.name {name}: needs the optional extra: pip install -e ".[optim]"') from None
+
+
+def second_order(name: str, groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    """SOAP (Vyas et al. 2024), Shampoo (Gupta et al. 2018) or PSGD-Kron (Li 2015/2024) from pytorch-optimizer, with
+    that package's defaults except what stackwise sets: the LR (the schedule's) and the weight decay (per group)."""
+    _require_optim_extra(name)
+    import pytorch_optimizer
+
     cls = {"soap": pytorch_optimizer.SOAP, "shampoo": pytorch_optimizer.Shampoo, "psgd": pytorch_optimizer.Kron}[name]
     return cls(groups, lr=lr)
 

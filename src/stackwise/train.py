@@ -28,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from stackwise import checkpoint, growth, hf, parallel, rundir
+from stackwise import checkpoint, growth, hf, parallel, rundir, sophia
 from stackwise import config as config_mod
 from stackwise import data as data_mod
 from stackwise.data.loader import TrainLoader, val_batches
@@ -69,31 +70,49 @@ def autocast_for(cfg: config_mod.Config, device: torch.device, sharded: bool = F
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
+def _accumulate(run_model, x: torch.Tensor, loss_of, grad_accum: int, autocast) -> torch.Tensor:
+    """Backward of loss_of(micro-batch slice) over train.grad_accum micro-batches of x, gradients synchronised across
+    ranks after the last one only (DDP no_sync, FSDP2 gradient sync). Returns the mean loss (a detached tensor)."""
+    micro = x.shape[0] // grad_accum  # this rank's slice of the global batch, split into micro-batches
+    loss_sum = torch.zeros((), device=x.device)
+    for i in range(grad_accum):
+        last = i == grad_accum - 1
+        sync = contextlib.nullcontext() if last or not hasattr(run_model, "no_sync") else run_model.no_sync()  # DDP
+        if hasattr(run_model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter after the last micro-batch only
+            run_model.set_requires_gradient_sync(last)
+        with sync, autocast():
+            loss = loss_of(slice(i * micro, (i + 1) * micro)) / grad_accum
+        with sync:
+            loss.backward()
+        loss_sum += loss.detach()
+    return loss_sum
+
+
 def train_step(model, run_model, optimizer, batch, cfg: config_mod.Config, device: torch.device,
                autocast) -> tuple[float, torch.Tensor]:
     """One optimizer step over a global batch (split into train.grad_accum micro-batches).
 
     `model` holds the parameters; `run_model` is what is called (the compiled/wrapped model). Returns the mean loss
     (a Python float: reading it synchronises the device, so a caller's timing is honest) and the gradient norm.
+    With Sophia, on the steps that refresh its Hessian estimate, a first pass backpropagates the loss on labels
+    sampled from the model (stackwise.sophia) and its squared gradients become the estimate.
     """
     t = cfg.train
     x, y = (b.to(device, non_blocking=True) for b in batch)
-    micro = x.shape[0] // t.grad_accum  # this rank's slice of the global batch, split into micro-batches
-    loss_sum = torch.zeros((), device=device)
-    for i in range(t.grad_accum):
-        last = i == t.grad_accum - 1
-        sync = contextlib.nullcontext() if last or not hasattr(run_model, "no_sync") else run_model.no_sync()  # DDP
-        if hasattr(run_model, "set_requires_gradient_sync"):  # FSDP2: reduce-scatter after the last micro-batch only
-            run_model.set_requires_gradient_sync(last)
-        with sync, autocast():
-            loss = run_model(x[i * micro:(i + 1) * micro], y[i * micro:(i + 1) * micro]) / t.grad_accum
-        with sync:
-            loss.backward()
-        loss_sum += loss.detach()
+    hessian = None
+    if optimizer.hessian_due():
+        opt = optimizer.optimizers[0]
+        rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        step, row0 = sophia.steps_taken(opt), rank * x.shape[0]  # row0: this rank's first row in the global batch
+        _accumulate(run_model, x, lambda s: sophia.sampled_loss(run_model(x[s]), t.seed, step, row0 + s.start),
+                    t.grad_accum, autocast)
+        hessian = sophia.estimate(opt, x.numel() * world)
+        optimizer.zero_grad(set_to_none=True)
+    loss_sum = _accumulate(run_model, x, lambda s: run_model(x[s], y[s]), t.grad_accum, autocast)
     grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else math.inf)
     if hasattr(grad_norm, "full_tensor"):  # a DTensor under FSDP
         grad_norm = grad_norm.full_tensor()
-    optimizer.step()
+    optimizer.step(hessian)
     optimizer.zero_grad(set_to_none=True)
     return loss_sum.item(), grad_norm
 
