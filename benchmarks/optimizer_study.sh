@@ -38,9 +38,10 @@ label() {  # label SPEC: the folder compare gives the arm of that method spec
 # Peak LRs swept per optimizer around the recipe's 3e-3 (AdamW's 3e-3 is the recipe's `none` arm). Muon's update
 # RMS is matched to AdamW's and SOAP is Adam in a rotated basis, so their LRs live on AdamW's scale; PSGD-Kron's
 # authors advise starting from Adam-like settings and its package default is 1e-3, so its grid reaches lower.
+# Sophia-G's step is at most the LR per coordinate (clipped), like a signed Adam step, so its grid is AdamW's too.
 declare -A GRID=([adamw]="0.0015 0.006" [muon]="0.0015 0.003 0.006" [soap]="0.0015 0.003 0.006"
-                 [psgd]="0.001 0.003 0.006")
-OPTIMIZERS="adamw muon soap psgd"
+                 [psgd]="0.001 0.003 0.006" [sophia]="0.0015 0.003 0.006")
+OPTIMIZERS=${OPTIMIZERS:-"adamw muon soap psgd"}  # OPTIMIZERS="adamw muon soap psgd sophia" adds Sophia-G
 
 if [[ $PART == lr || $PART == all ]]; then
   restore lr
@@ -80,7 +81,8 @@ if [[ $PART == main || $PART == all ]]; then
   METHODS="none,midas"
   # the sweep's run at the chosen LR is seed 0 of that optimizer's baseline arm
   if [ "$LR" = "0.003" ]; then reuse lr none main none 0; else reuse lr "$(label "lr-$LR:train.lr=$LR")" main none 0; fi
-  for opt in muon soap psgd; do
+  for opt in $OPTIMIZERS; do
+    [ "$opt" = adamw ] && continue
     olr=$(best_lr "$opt")
     echo "$opt: best peak LR $olr"
     arm="${opt}:optim.name=${opt}:train.lr=${olr}"
