@@ -3,10 +3,10 @@
 # mixed with generated reasoning-rich text, primitives scored during training). Parts, in order; each resumable
 # (finished runs and their evaluations are reused; published small files are restored on a fresh checkout):
 #
-#   pilot   the fixed-depth baseline at synthetic shares 0.1, then 0.2, then 0.4 (1 seed each): 5-shot primitives
-#           (n=200) and the fine-tuning probe; the first share at which at least four tasks, one of them a depth-1
-#           variable assignment, have a 95% interval above chance 5-shot, and every probe data seed's accuracy
-#           has one too, is the study's share (larger shares are not trained once one clears)
+#   pilot   the fixed-depth baseline at synthetic shares 0.1, 0.4 and 0.2, in that order, each only while needed
+#           (1 seed each): 5-shot primitives (n=200) and the fine-tuning probe; the smallest share at which at least
+#           four tasks, one of them a depth-1 variable assignment, have a 95% interval above chance 5-shot, and
+#           every probe data seed's accuracy has one too, is the study's share
 #   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, at that share: compare (isoplots and accuracy at
 #           matched validation loss in its report), 5-shot primitives, the probe (256 examples, 3 data seeds) and
 #           the depth analyses (looping the middle block, similarity, depth use)
@@ -62,15 +62,19 @@ sys.exit(0 if ok else 1)
 PY
 }
 
+pilot() {  # pilot SHARE: the baseline at that synthetic share, evaluated and published; succeeds if it cleared
+  restore "pilot-$1"
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/pilot-$1" --seeds 1 --methods none \
+      --data.mix "bundled:$(python -c "print(round(1 - $1, 4))"),synthetic:$1"
+  evaluate "pilot-$1"
+  publish "pilot-$1"
+  cleared "$1"
+}
+
 if [[ $PART == pilot || $PART == all ]]; then
-  for share in $SHARES; do  # smallest first; a larger share is trained only if the smaller ones did not clear
-    restore "pilot-$share"
-    $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/pilot-$share" --seeds 1 --methods none \
-        --data.mix "bundled:$(python -c "print(round(1 - $share, 4))"),synthetic:$share"
-    evaluate "pilot-$share"
-    publish "pilot-$share"
-    if cleared "$share"; then break; fi
-  done
+  # a bisection over the shares: the smallest first; if it does not clear, the largest; the middle one only when the
+  # largest clears (if even the largest does not, no share will, and the recipe's budget is what must change)
+  pilot 0.1 || { pilot 0.4 && { pilot 0.2 || true; }; } || true
 fi
 
 if [[ $PART == study || $PART == all ]]; then
