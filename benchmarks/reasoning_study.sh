@@ -37,9 +37,7 @@ if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks th
 fi
 
 evaluate() {  # evaluate PART: primitives, probe and analyses of every run of the comparison (stored ones reused)
-  $SW eval "$OUT/$1" "${EVAL[@]}"
-  $SW probe "$OUT/$1" "${PROBE[@]}"
-  $SW analyze "$OUT/$1" "${ANALYZE[@]}"
+  $SW eval "$OUT/$1" "${EVAL[@]}" && $SW probe "$OUT/$1" "${PROBE[@]}" && $SW analyze "$OUT/$1" "${ANALYZE[@]}"
 }
 
 SHARES="0.1 0.2 0.4"
@@ -64,9 +62,10 @@ PY
 
 pilot() {  # pilot SHARE: the baseline at that synthetic share, evaluated and published; succeeds if it cleared
   restore "pilot-$1"
+  # (errexit is off inside a function called from a || list: a failed step ends the script explicitly)
   $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/pilot-$1" --seeds 1 --methods none \
-      --data.mix "bundled:$(python -c "print(round(1 - $1, 4))"),synthetic:$1"
-  evaluate "pilot-$1"
+      --data.mix "bundled:$(python -c "print(round(1 - $1, 4))"),synthetic:$1" || exit 1
+  evaluate "pilot-$1" || exit 1
   publish "pilot-$1"
   cleared "$1"
 }
