@@ -282,6 +282,13 @@ def test_calibration_times_each_step_cost_once_and_prices_each_arm_with_its_own(
     timed.clear()
     compare.calibrate(out, spec, log=lambda *_: None)  # nothing new to time
     assert timed == []
+    # an arm added later at the baseline's cost (another LR) gets the baseline's table with no pass of its own
+    spec["arms"].append({"label": "lr2", "overrides": {"growth.method": "none", "train.lr": "0.02"}})
+    (out / "runs" / "lr2" / "seed0").mkdir(parents=True)
+    (out / "runs" / "lr2" / "seed0" / "result.json").write_text(json.dumps(
+        {"stages": [{"depth": 2, "start_step": 0, "end_step": 20}]}))
+    compare.calibrate(out, spec, log=lambda *_: None)
+    assert timed == [] and json.loads((out / "calibration.json").read_text())["arms"]["lr2"] == {"2": 0.2}
     tables = report_mod._calibration(out)
     assert tables["muon"][2] == pytest.approx(0.6) and "muon: depth 1: 300.0 ms" in report_mod._calibration_text(
         tables) and "lr:" not in report_mod._calibration_text(tables)

@@ -254,13 +254,14 @@ def calibrate(out: Path, spec: dict[str, Any], log=print) -> None:
             if (run / "result.json").is_file():
                 wanted.setdefault(key, set()).update(s.depth for s in report.run_stages(run))
     todo = [(key, d) for key in wanted for d in sorted(wanted[key]) if d not in known[key]]
-    if not todo:
-        return
-    from stackwise.calibrate import step_seconds  # (torch)
+    if todo:
+        from stackwise.calibrate import step_seconds  # (torch)
 
-    log(f"calibration: timing {len(todo)} (config, depth) step(s) in one interleaved pass ...")
-    for (key, d), seconds in zip(todo, step_seconds([(cfgs[key], d) for key, d in todo])):
-        known[key][d] = seconds
+        log(f"calibration: timing {len(todo)} (config, depth) step(s) in one interleaved pass ...")
+        for (key, d), seconds in zip(todo, step_seconds([(cfgs[key], d) for key, d in todo])):
+            known[key][d] = seconds
+    # written even when nothing was timed: an arm added later whose steps cost what another arm's do (say, another
+    # LR) gets that table without a pass of its own
 
     def table(key: tuple) -> dict[str, float]:
         return {str(d): t for d, t in sorted(known.get(key, {}).items())}
