@@ -50,7 +50,7 @@ def sampled_loss(logits: torch.Tensor, seed: int, step: int, first_row: int) -> 
     and so do 1 or N ranks and any number of micro-batches (the estimate is the same, to rounding)."""
     flat = logits.float().reshape(-1, logits.size(-1))
     with torch.no_grad():
-        probs = F.softmax(logits.float(), dim=-1)
+        probs = F.softmax(flat, dim=-1).view(*logits.shape[:-1], -1)  # (B, T, V): one row of the batch at a time
         labels = torch.cat([torch.multinomial(row, 1, generator=torch.Generator(device=logits.device).manual_seed(
             (seed * 1_000_003 + step) * 1_000_033 + first_row + b)).squeeze(1) for b, row in enumerate(probs)])
     return F.cross_entropy(flat, labels)
