@@ -8,8 +8,8 @@
 #           four tasks, one of them a depth-1 variable assignment, have a 95% interval above chance 5-shot, and
 #           every probe data seed's accuracy has one too, is the study's share
 #   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, at that share: compare (isoplots and accuracy at
-#           matched validation loss in its report), 5-shot primitives, the probe (256 examples, 3 data seeds) and
-#           the depth analyses (looping the middle block, similarity, depth use)
+#           matched validation loss in its report), 5-shot primitives, the probe (256 examples in batches of 32,
+#           3 data seeds) and the depth analyses (looping the middle block, similarity, depth use)
 #
 #   bash benchmarks/reasoning_study.sh [pilot|study|all]     (default all; OUT=runs/reasoning)
 #   SMOKE=1 bash benchmarks/reasoning_study.sh               (the same steps on a tiny model, in minutes: a check)
@@ -25,7 +25,7 @@ source "$(dirname "$0")/study_lib.sh"  # publish, restore, reuse
 
 CFG=(--config reasoning)
 EVAL=(--n 200)
-PROBE=(--n-train 256 --seeds 3 --steps 200)
+PROBE=(--n-train 256 --seeds 3 --steps 200 --batch-size 32 --lr 1e-3 --eval-every 40 --window 3)
 ANALYZE=(--k-max 4 --n 100)
 SEEDS=3
 if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks the script, measures nothing

@@ -76,3 +76,33 @@ def test_generate_appends_tokens():
     model = Transformer(CFG)
     out = model.generate(torch.zeros(1, 3, dtype=torch.long), 5, generator=torch.Generator().manual_seed(0))
     assert out.shape == (1, 8)
+
+
+@pytest.mark.parametrize("kv_heads", [None, 2])
+def test_kv_cache_continues_the_sequence_exactly(kv_heads):
+    """Prefill part of a sequence, then feed the rest in pieces (several tokens, then one at a time, then as a
+    batch sharing the prefix): every position's logits equal one full forward pass."""
+    from stackwise.model import KVCache
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layers=3, d_model=32, n_heads=4, n_kv_heads=kv_heads, vocab_size=97)).eval()
+    idx = torch.randint(0, 97, (1, 12))
+    full = model(idx)
+    cache = KVCache()
+    parts = [model(idx[:, :5], cache=cache), model(idx[:, 5:8], cache=cache), model(idx[:, 8:9], cache=cache)]
+    assert cache.length == 9
+    torch.testing.assert_close(torch.cat(parts, dim=1), full[:, :9], atol=1e-5, rtol=1e-5)
+    rest = torch.cat([idx[:, 9:], torch.randint(0, 97, (1, 3))])  # two continuations of the same 9-token prefix
+    batched = model(rest, cache=cache.expand(2))
+    torch.testing.assert_close(batched[:1], full[:, 9:], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(batched[1:], model(torch.cat([idx[:, :9], rest[1:]], dim=1))[:, 9:],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_generate_with_and_without_cache_agree():
+    """Sampling decodes with the cache when it fits the context and recomputes the window beyond: same tokens."""
+    torch.manual_seed(0)
+    model = Transformer(CFG).eval()
+    prompt = torch.randint(0, 97, (2, 4))
+    cached = model.generate(prompt, 6, context=64, generator=torch.Generator().manual_seed(1))
+    recomputed = model.generate(prompt, 6, context=10, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(cached, recomputed)

@@ -155,3 +155,34 @@ def test_evaluate_on_a_real_tiny_model(tiny_cfg):
     out = evaluate(lm, ["var1_code", "arithmetic"], n=3, shots=2)
     assert out["var1_code"]["multiple_choice"]["n"] == 3 and out["arithmetic"]["generation"]["n"] == 3
     assert lm.truncated > 0  # 2-shot code prompts exceed a 32-token context; the end is kept
+
+
+def test_stackwise_lm_scores_equal_a_full_forward_per_candidate(tiny_cfg):
+    """loglik (prompt cached once, candidates of different lengths in one batch) and greedy generate (decoded with
+    the cache) equal a plain full forward pass per candidate / per generated token."""
+    import torch
+    import torch.nn.functional as F
+
+    from stackwise import data as data_mod
+    from stackwise.evals.scoring import StackwiseLM
+    from stackwise.model import Transformer
+    cfg = tiny_cfg()
+    tok, _ = data_mod.tokenizer_for(cfg, log=lambda *_: None)
+    torch.manual_seed(0)
+    model = Transformer(cfg.model)
+    lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
+    prompt, conts = "x = 4\ny = x\nprint(y)", [" 4", " 17 and more", " y"]
+    ids = lambda text: tok.encode(text, add_special_tokens=False).ids  # noqa: E731
+    assert len({len(ids(c)) for c in conts}) > 1
+    expected = []
+    with torch.no_grad():
+        for c in conts:
+            seq = ids(prompt) + ids(c)
+            logp = F.log_softmax(model(torch.tensor([seq[:-1]]))[0], dim=-1)
+            expected.append(sum(float(logp[len(seq) - 2 - j, seq[len(seq) - 1 - j]]) for j in range(len(ids(c)))))
+    assert lm.loglik(prompt, conts) == pytest.approx(expected, abs=1e-4)
+    greedy = ids(prompt)
+    with torch.no_grad():
+        for _ in range(6):
+            greedy.append(int(model(torch.tensor([greedy]))[0, -1].argmax()))
+    assert lm.generate(prompt, max_new_tokens=6, stop="") == tok.decode(greedy[len(ids(prompt)):])

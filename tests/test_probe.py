@@ -7,6 +7,7 @@ from rich.console import Console
 from stackwise.cli import main
 from stackwise.config import ModelConfig
 from stackwise.evals import probe as P
+from stackwise.evals.primitives import Example
 from stackwise.model import Transformer
 
 
@@ -49,14 +50,53 @@ def test_answer_loss_counts_answer_tokens_only():
     assert P.answer_loss(model, x, y).item() == pytest.approx((manual / count).item(), rel=1e-5)
 
 
+def test_candidate_scores_equal_a_full_forward_per_candidate():
+    """Single-token candidates (scored from the prompt's last position, prompts of different lengths in one
+    right-padded batch) and multi-token ones (a sequence per candidate) both equal log p(candidate | prompt) from a
+    plain forward pass; the chosen answer follows the scores."""
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(n_layers=2, d_model=32, n_heads=2, vocab_size=97)).eval()
+    examples = [Example("a=1;b=a;b?", "1", ("1", "2", "3")),  # single characters: single tokens
+                Example("xyz=12;y?", " 12", (" 12", " 7", "9")),
+                Example("q=5?", "5", ("5", "6"))]
+    tok = CharTok()
+    with torch.no_grad():
+        expected = []
+        for ex in examples:
+            row = []
+            for c in ex.candidates:
+                ids, n_prompt = P._encode(tok, ex.prompt, c)
+                logp = torch.log_softmax(model(torch.tensor([ids[:-1]]))[0], -1)
+                row.append(sum(float(logp[pos, ids[pos + 1]]) for pos in range(n_prompt - 1, len(ids) - 1)))
+            expected.append(row)
+    got = P.candidate_scores(model, tok, examples, pad=0, batch=2)
+    for g, e in zip(got, expected):
+        assert g == pytest.approx(e, abs=1e-4)
+    right = sum(ex.candidates[row.index(max(row))] == ex.answer for ex, row in zip(examples, expected))
+    assert P.choice_accuracy(model, tok, examples, pad=0, batch=2) == pytest.approx(right / 3)
+
+
+def test_minibatches_cover_every_example_once_per_epoch():
+    batches = P._minibatches(10, 4, seed=3)
+    drawn = [next(batches) for _ in range(5)]  # 20 indices: two epochs
+    flat = [i for b in drawn for i in b]
+    assert all(len(b) == 4 for b in drawn)
+    assert sorted(flat[:10]) == list(range(10)) and sorted(flat[10:]) == list(range(10))
+    assert flat[:10] != list(range(10))  # shuffled
+    again = P._minibatches(10, 4, seed=3)
+    assert [next(again) for _ in range(5)] == drawn
+    assert next(P._minibatches(10, 16, seed=3)) == list(range(10))  # full batch
+
+
 def test_probe_command_on_a_tiny_run(tiny_cfg, tmp_path):
     from stackwise.train import train
     run = tmp_path / "run"
     train(tiny_cfg(train__steps=3), run, console=Console(quiet=True))
     assert main(["probe", str(run), "--steps", "4", "--eval-every", "2", "--window", "2", "--seeds", "2",
-                 "--n-train", "16", "--n-test", "20", "--lr", "1e-3"]) == 0
+                 "--n-train", "16", "--n-test", "20", "--lr", "1e-3", "--batch-size", "4"]) == 0
     result = json.loads((run / "eval" / "probe.json").read_text())
     assert result["chance"] == 0.2 and result["late_accuracy"]["n"] == 2 and result["config"]["n_train"] == 16
+    assert result["config"]["batch_size"] == 4
     assert [c["step"] for c in result["per_seed"][0]["curve"]] == [0, 2, 4]
     assert all(0 <= s["late_accuracy"] <= 1 for s in result["per_seed"])
 

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=64, help="training examples, half depth 1, half depth 2 "
                    "(default: 64, the paper's)")
     p.add_argument("--n-test", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=None, help="training examples per fine-tuning step, drawn by "
+                   "seeded shuffles (default: all of them, full batch as in the paper)")
     p.add_argument("--checkpoint", default="final", choices=["final", "latest"])
     p.add_argument("--run-seeds", metavar="S,S", help="on a comparison: probe only the runs of these training seeds "
                    "(default: all)")
@@ -359,11 +361,12 @@ def cmd_probe(args: argparse.Namespace, console: Console) -> None:
     from stackwise.evals import runner
     from stackwise.evals.probe import ProbeConfig
 
-    if min(args.steps, args.seeds, args.eval_every, args.window, args.n_train, args.n_test) < 1 or args.lr <= 0:
-        raise UserError("probe: --steps, --seeds, --eval-every, --window, --n-train, --n-test and --lr must be "
-                        "positive")
+    if min(args.steps, args.seeds, args.eval_every, args.window, args.n_train, args.n_test,
+           1 if args.batch_size is None else args.batch_size) < 1 or args.lr <= 0:
+        raise UserError("probe: --steps, --seeds, --eval-every, --window, --n-train, --n-test, --batch-size and --lr "
+                        "must be positive")
     cfg = ProbeConfig(steps=args.steps, lr=args.lr, seeds=args.seeds, eval_every=args.eval_every,
-                      window=args.window, n_train=args.n_train, n_test=args.n_test)
+                      window=args.window, n_train=args.n_train, n_test=args.n_test, batch_size=args.batch_size)
     path = Path(args.run)
     run_seeds = None
     if args.run_seeds is not None:

@@ -5,7 +5,8 @@ Parameter names follow Hugging Face's `LlamaForCausalLM` (`embed_tokens`, `layer
 rotate-half layout as HF Llama.
 
 The blocks live in `model.layers`, a plain `nn.ModuleList`: growth replaces that list, and parallelism and compile
-wrap the blocks from outside. This file knows nothing of either.
+wrap the blocks from outside. This file knows nothing of either. For inference, `forward` can take a `KVCache`:
+the tokens it is given then continue the cached ones (prefill once, then score or decode the rest).
 
 Shapes: B batch, T sequence, D d_model, H heads, K kv heads, Dh head dim, V vocab.
 """
@@ -50,6 +51,36 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos + rotated * sin).to(x.dtype)
 
 
+class KVCache:
+    """Inference only: the keys and values of the tokens run so far, one entry per layer position (a looped view
+    that runs a block twice gets two entries), so that later tokens attend to them without recomputing them."""
+
+    def __init__(self) -> None:
+        self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    @property
+    def length(self) -> int:
+        """Tokens cached so far (the position the next token takes)."""
+        return self.kv[0][0].shape[2] if self.kv else 0
+
+    def update(self, index: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Append the new tokens' k, v (B, K, T, Dh) to layer position `index`; return all of them."""
+        if index < len(self.kv):
+            k, v = torch.cat([self.kv[index][0], k], dim=2), torch.cat([self.kv[index][1], v], dim=2)
+            self.kv[index] = (k, v)
+        else:
+            assert index == len(self.kv), (index, len(self.kv))
+            self.kv.append((k, v))
+        return k, v
+
+    def expand(self, batch: int) -> KVCache:
+        """A cache of one sequence seen as `batch` identical ones (no copy), e.g. a prompt shared by candidates."""
+        assert all(k.shape[0] == 1 for k, _ in self.kv)
+        out = KVCache()
+        out.kv = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.kv]
+        return out
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -61,16 +92,24 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                index: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
         k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, K, T, Dh)
         v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(index, k, v)  # (B, K, P + T, Dh): P cached tokens come first
         if self.n_kv_heads != self.n_heads:
             repeat = self.n_heads // self.n_kv_heads
             k, v = k.repeat_interleave(repeat, dim=1), v.repeat_interleave(repeat, dim=1)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, Dh)
+        past = k.shape[2] - T
+        if past == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, Dh)
+        else:  # new token i sees every cached token and the new ones up to itself
+            mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -97,8 +136,10 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin)
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
+                index: int = 0) -> torch.Tensor:
+        """`index`: this block's position in the stack being run, its entry in `cache`."""
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, index)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -144,16 +185,25 @@ class Transformer(nn.Module):
     def depth(self) -> int:
         return len(self.layers)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """idx: (B, T) token ids. Returns logits (B, T, V), or the mean cross-entropy if targets are given."""
+    def hidden(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """The final normed hidden states (B, T, D), what `lm_head` reads (callers that need the logits of a few
+        positions only apply the head to those). With a `cache` (inference), idx continues the cached tokens and
+        its keys and values are added to the cache."""
         T = idx.shape[1]
+        past = cache.length if cache is not None else 0
         head_dim = self.cfg.d_model // self.cfg.n_heads
-        cos, sin = rope_cache(T, head_dim, self.cfg.rope_theta, idx.device)
+        cos, sin = rope_cache(past + T, head_dim, self.cfg.rope_theta, idx.device)
         x = self.embed_tokens(idx)  # (B, T, D)
-        cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-        for block in self.layers:
-            x = block(x, cos, sin)
-        logits = self.lm_head(self.norm(x))  # (B, T, V)
+        cos, sin = cos[past:].to(x.dtype), sin[past:].to(x.dtype)
+        for i, block in enumerate(self.layers):
+            x = block(x, cos, sin) if cache is None else block(x, cos, sin, cache, i)
+        return self.norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                cache: KVCache | None = None) -> torch.Tensor:
+        """idx: (B, T) token ids. Returns logits (B, T, V), or the mean cross-entropy if targets are given. `cache`:
+        as in `hidden`."""
+        logits = self.lm_head(self.hidden(idx, cache))  # (B, T, V)
         if targets is None:
             return logits
         return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1))
@@ -161,14 +211,19 @@ class Transformer(nn.Module):
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 0.8, top_k: int = 50,
                  context: int = 1024, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sample continuations of idx (B, T); recomputes the window each step (no KV cache: short samples only)."""
+        """Sample continuations of idx (B, T). Decodes with a KV cache while everything fits the context; beyond
+        it, each step recomputes the last `context` tokens."""
+        cache = KVCache() if idx.shape[1] + max_new_tokens <= context else None
+        new = idx
         for _ in range(max_new_tokens):
-            logits = self(idx[:, -context:])[:, -1, :].float() / max(temperature, 1e-6)
+            logits = self(new, cache=cache) if cache is not None else self(idx[:, -context:])
+            logits = logits[:, -1, :].float() / max(temperature, 1e-6)
             if top_k:
                 kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             probs = F.softmax(logits, dim=-1)
-            idx = torch.cat([idx, torch.multinomial(probs, 1, generator=generator)], dim=1)
+            new = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat([idx, new], dim=1)
         return idx
 
 

@@ -15,6 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from stackwise.evals.primitives import TASKS, Task, kshot
+from stackwise.model import KVCache
+
+MAX_NEW_TOKENS = 12  # greedy generation's budget per query
 
 
 class LanguageModel(Protocol):
@@ -24,46 +27,72 @@ class LanguageModel(Protocol):
 
 
 class StackwiseLM:
-    """Greedy generation and continuation log-likelihoods; prompts longer than the context keep their end."""
+    """Greedy generation and continuation log-likelihoods; prompts longer than the context keep their end.
 
-    def __init__(self, model, tokenizer, context: int):
-        self.model, self.tok, self.context = model.eval(), tokenizer, context
+    The prompt runs once into a KV cache (kept for the next call, so that generation and multiple choice on the same
+    prompt share it): generation then decodes one token per step, and the candidates of a multiple choice are scored
+    together in one batch that continues the shared prompt. A prompt is cut to leave room for `answer_room` tokens
+    (or a longer answer), the same room for both, so that they share the prefill."""
+
+    def __init__(self, model, tokenizer, context: int, answer_room: int = MAX_NEW_TOKENS):
+        self.model, self.tok, self.context, self.answer_room = model.eval(), tokenizer, context, answer_room
         self.device = next(model.parameters()).device
         self.truncated = 0
+        self._last: tuple[list[int], torch.Tensor, list] | None = None  # the last prefill: ids, logits, cache entries
 
     def _ids(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
 
     def _window(self, ids: list[int], room: int) -> list[int]:
-        keep = self.context - room
+        keep = self.context - max(room, self.answer_room)
         if len(ids) > keep:
             self.truncated += 1
             ids = ids[-keep:]
         return ids
 
+    def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, KVCache]:
+        """The next-token logits (V,) after `ids` and the cache holding them."""
+        assert ids, "an empty prompt has no next-token distribution"
+        cache = KVCache()
+        if self._last is not None and self._last[0] == ids:
+            logits, cache.kv = self._last[1], list(self._last[2])  # updates concatenate: the saved entries stay
+        else:
+            logits = self.model.lm_head(self.model.hidden(torch.tensor([ids], device=self.device), cache)[0, -1])
+            self._last = (ids, logits, list(cache.kv))
+        return logits, cache
+
     @torch.no_grad()
     def generate(self, prompt: str, max_new_tokens: int, stop: str) -> str:
-        ids = self._window(self._ids(prompt), max_new_tokens)
+        logits, cache = self._prefill(self._window(self._ids(prompt), max_new_tokens))
         out: list[int] = []
-        for _ in range(max_new_tokens):
-            x = torch.tensor([ids + out], device=self.device)
-            out.append(int(self.model(x)[0, -1].argmax()))
+        while True:
+            out.append(int(logits.argmax()))
             text = self.tok.decode(out)
             if stop and stop in text:
                 return text.split(stop)[0]
-        return self.tok.decode(out)
+            if len(out) == max_new_tokens:
+                return text
+            logits = self.model(torch.tensor([out[-1:]], device=self.device), cache=cache)[0, -1]
 
     @torch.no_grad()
     def loglik(self, prompt: str, continuations: list[str]) -> list[float]:
-        prompt_ids = self._ids(prompt)
-        scores = []
-        for cont in continuations:
-            cont_ids = self._ids(cont)
-            ids = self._window(prompt_ids, len(cont_ids)) + cont_ids
-            x = torch.tensor([ids[:-1]], device=self.device)
-            logp = F.log_softmax(self.model(x)[0].float(), dim=-1)
-            targets = torch.tensor(ids[1:], device=self.device)[-len(cont_ids):]
-            scores.append(float(logp[-len(cont_ids):].gather(1, targets[:, None]).sum()))
+        """Sum of log p(continuation tokens | prompt) per continuation; the prompt is cut to leave room for the
+        longest one."""
+        conts = [self._ids(c) for c in continuations]
+        assert all(conts), "an empty continuation has no likelihood"
+        longest = max(len(c) for c in conts)
+        logits, cache = self._prefill(self._window(self._ids(prompt), longest))
+        first = F.log_softmax(logits.float(), dim=-1)
+        scores = [float(first[c[0]]) for c in conts]
+        if longest > 1:  # the rest of each candidate, all candidates in one batch (right padding is harmless)
+            x = torch.zeros(len(conts), longest - 1, dtype=torch.long)
+            for i, c in enumerate(conts):
+                x[i, :len(c) - 1] = torch.tensor(c[:-1])
+            logp = F.log_softmax(self.model(x.to(self.device), cache=cache.expand(len(conts))).float(), dim=-1)
+            for i, c in enumerate(conts):
+                if len(c) > 1:
+                    targets = torch.tensor(c[1:], device=self.device)
+                    scores[i] += float(logp[i, :len(c) - 1].gather(1, targets[:, None]).sum())
         return scores
 
 
@@ -96,7 +125,7 @@ def evaluate_task(lm: LanguageModel, task: Task, n: int, shots: int, seed: int) 
     gen_correct = mc_correct = mc_n = 0
     for _ in range(n):
         prompt, ex = kshot(task, rng, shots)
-        generated = lm.generate(prompt, max_new_tokens=12, stop=task.stop)
+        generated = lm.generate(prompt, max_new_tokens=MAX_NEW_TOKENS, stop=task.stop)
         gen_correct += is_correct(task, generated, ex.answer, ex.expression)
         if ex.candidates:
             scores = lm.loglik(prompt, list(ex.candidates))
