@@ -32,7 +32,7 @@ if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks th
   CFG=(--config reasoning --model.n_layers 4 --model.d_model 32 --model.n_heads 2 --model.vocab_size 512
        --train.steps 24 --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --eval.primitives_every 12
        --eval.primitives_n 4 --checkpoint.every 12)
-  EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --eval-every 1 --window 1 --n-test 10)
+  EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --batch-size 4 --eval-every 1 --window 1 --n-test 10)
   ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1
 fi
 
