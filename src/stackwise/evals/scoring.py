@@ -32,7 +32,8 @@ class StackwiseLM:
     The prompt runs once into a KV cache (kept for the next call, so that generation and multiple choice on the same
     prompt share it): generation then decodes one token per step, and the candidates of a multiple choice are scored
     together in one batch that continues the shared prompt. A prompt is cut to leave room for `answer_room` tokens
-    (or a longer answer), the same room for both, so that they share the prefill."""
+    (or a longer answer), the same room for both, so that they share the prefill. The kept prefill assumes the
+    model's weights do not change while this object is in use (make a new one after a training step)."""
 
     def __init__(self, model, tokenizer, context: int, answer_room: int = MAX_NEW_TOKENS):
         self.model, self.tok, self.context, self.answer_room = model.eval(), tokenizer, context, answer_room
