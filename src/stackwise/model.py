@@ -196,6 +196,7 @@ class Transformer(nn.Module):
         x = self.embed_tokens(idx)  # (B, T, D)
         cos, sin = cos[past:].to(x.dtype), sin[past:].to(x.dtype)
         for i, block in enumerate(self.layers):
+            # (training calls pass no index: a compiled block would specialize on it and recompile per layer)
             x = block(x, cos, sin) if cache is None else block(x, cos, sin, cache, i)
         return self.norm(x)
 
