@@ -3,7 +3,7 @@
 # mixed with generated reasoning-rich text, primitives scored during training). Parts, in order; each resumable
 # (finished runs and their evaluations are reused; published small files are restored on a fresh checkout):
 #
-#   pilot   the fixed-depth baseline at synthetic shares 0.1, 0.4 and 0.2, in that order, each only while needed
+#   pilot   the fixed-depth baseline at synthetic shares 0.4, 0.1 and 0.2, in that order, each only while needed
 #           (1 seed each): 5-shot primitives (n=200), then the fine-tuning probe if those clear; the smallest share
 #           at which at least four tasks, one of them a depth-1 variable assignment, have a 95% interval above
 #           chance 5-shot, and every probe data seed's accuracy has one too, is the study's share
@@ -81,9 +81,9 @@ pilot() {  # pilot SHARE: the baseline at that synthetic share, evaluated and pu
 }
 
 if [[ $PART == pilot || $PART == all ]]; then
-  # a bisection over the shares: the smallest first; if it does not clear, the largest; the middle one only when the
-  # largest clears (if even the largest does not, no share will, and the recipe's budget is what must change)
-  pilot 0.1 || { pilot 0.4 && { pilot 0.2 || true; }; } || true
+  # a bisection over the shares: the largest first (if even it does not clear, no share will, and the recipe's budget
+  # is what must change); if it clears, the smallest; the middle one only when the smallest does not clear
+  pilot 0.4 && { pilot 0.1 || pilot 0.2 || true; } || true
 fi
 
 if [[ $PART == study || $PART == all ]]; then

@@ -150,6 +150,28 @@ def test_user_tokenizer_and_vocab_check(tiny_cfg, tmp_path):
         data_mod.tokenizer_for(tiny_cfg(data__tokenizer=str(tmp_path / "no.json")), log=lambda *_: None)
 
 
+def test_split_digits_spells_a_number_with_the_same_digit_tokens_everywhere(corpus, tiny_cfg, tmp_path):
+    docs = [*sources.documents(str(corpus["train"]), "train"), *(f"x = {n}\ny = {n}3 items\n{n}" for n in range(999))]
+    plain, split = tokenizer.train_bpe(docs, 400), tokenizer.train_bpe(docs, 400, split_digits=True)
+    for tok in (plain, split):  # both round-trip exactly
+        text = "In 1999, 457 people\n  x=12\n>>> y = 3041\n"
+        assert tok.decode(tok.encode(text).ids) == text
+
+    def spelled(tok, text):
+        return tok.encode(text).tokens
+
+    assert spelled(split, " 457") == ["Ġ", "4", "5", "7"] and spelled(split, "457") == ["4", "5", "7"]
+    assert spelled(split, "x=12") == ["x", "=", "1", "2"]
+    assert spelled(plain, " 457") != ["Ġ", "4", "5", "7"]  # without it the merges join digits (the reason to split)
+    assert all(len(t.lstrip("Ġ")) <= 1 for t in split.get_vocab() if any(c.isdigit() for c in t))
+    # a config asks for it; it names its own tokenizer cache; a given tokenizer keeps its own rules
+    tok, path = data_mod.tokenizer_for(tiny_cfg(data__split_digits=True), log=lambda *_: None)
+    assert tok.encode(" 457").tokens == ["Ġ", "4", "5", "7"]
+    assert path != data_mod.tokenizer_for(tiny_cfg(), log=lambda *_: None)[1]
+    with pytest.raises(UserError, match=r"^data\.split_digits: .*given data\.tokenizer"):
+        tiny_cfg(data__split_digits=True, data__tokenizer=str(path))
+
+
 def test_unigram_entropy():
     assert data_mod.unigram_entropy(np.array([0, 1, 2, 3]), 8) == pytest.approx(np.log(4))
     assert data_mod.unigram_entropy(np.array([5, 5, 5]), 8) == pytest.approx(0.0)

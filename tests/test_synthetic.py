@@ -33,14 +33,17 @@ def test_the_generator_is_seeded():
 
 def test_programs_print_the_values_their_names_hold():
     rng = random.Random(5)
+    looked_up = set()
     for _ in range(300):
         lines = synthetic.program(rng).splitlines()
         env: dict[str, int] = {}
         for line, nxt in zip(lines, [*lines[1:], ""]):
             if m := re.fullmatch(r">>> ([a-z]) = (.+)", line):
                 env[m[1]] = eval(m[2], {}, dict(env))  # noqa: S307 (our own generated arithmetic)
-            elif m := re.fullmatch(r">>> print\(([a-z])\)", line):
-                assert nxt == str(env[m[1]])
+            elif m := re.fullmatch(r">>> print\(([a-z])\)|>>> ([a-z])", line):
+                assert nxt == str(env[m[1] or m[2]])
+                looked_up.add(line.startswith(">>> print("))
+    assert looked_up == {True, False}  # both forms: print(x) and the bare x the REPL echoes
 
 
 def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:

@@ -3,8 +3,9 @@
 Small models learn variable binding, copying and look-ups when their training text holds such structure (Physics of
 Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on variable binding). Each document is one of:
 
-  program     a Python REPL session: assignments, aliases (chains up to three deep, re-bound names), prints and
-              their results
+  program     a Python REPL session: assignments, aliases (chains up to three deep, re-bound names), and look-ups
+              with their results: `>>> print(x)`, or the bare `>>> x` that the REPL echoes (the name written
+              both without and with the leading space it has where it is bound)
   arithmetic  sums, differences and small products with their results, one per line
   repeat      a list of made-up and real words, then a run of it repeated from a named word (induction / copying)
   story       a small word problem told with its answer
@@ -28,7 +29,8 @@ import random
 import string
 from collections.abc import Iterator
 
-VERSION = "synthetic-1"  # part of the source fingerprint: a change to the generator rebuilds caches
+# part of the source fingerprint: a change to the generator rebuilds caches (2: more look-ups, half of them bare echoes)
+VERSION = "synthetic-2"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -65,30 +67,34 @@ def _value(rng: random.Random) -> int:
 
 
 def program(rng: random.Random) -> str:
-    """A REPL session: bind numbers, alias them (chains up to three deep), re-bind some, print and show results."""
+    """A REPL session: bind numbers, alias them (chains up to three deep), re-bind some, look values up, and end
+    with one to three look-ups."""
     names = rng.sample(LETTERS, rng.randint(4, 10))
     value_of: dict[str, int] = {}
     lines = []
+
+    def look_up(name: str) -> None:
+        lines.extend([f">>> print({name})" if rng.random() < 0.5 else f">>> {name}", str(value_of[name])])
+
     for _ in range(rng.randint(6, 16)):
         bound = list(value_of)
         kind = rng.random()
-        if not bound or kind < 0.35:  # a number
+        if not bound or kind < 0.3:  # a number
             name, value = rng.choice(names), _value(rng)
             value_of[name] = value
             lines.append(f">>> {name} = {value}")
-        elif kind < 0.7:  # an alias: takes the value the source has now
+        elif kind < 0.55:  # an alias: takes the value the source has now
             name, src = rng.choice(names), rng.choice(bound)
             value_of[name] = value_of[src]
             lines.append(f">>> {name} = {src}")
-        elif kind < 0.8:  # a sum of a bound name and a number
+        elif kind < 0.65:  # a sum of a bound name and a number
             name, src, add = rng.choice(names), rng.choice(bound), rng.randint(1, 9)
             value_of[name] = value_of[src] + add
             lines.append(f">>> {name} = {src} + {add}")
         else:
-            name = rng.choice(bound)
-            lines += [f">>> print({name})", str(value_of[name])]
-    name = rng.choice(list(value_of))
-    lines += [f">>> print({name})", str(value_of[name])]
+            look_up(rng.choice(bound))
+    for _ in range(rng.randint(1, 3)):
+        look_up(rng.choice(list(value_of)))
     return "\n".join(lines)
 
 

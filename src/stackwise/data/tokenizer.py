@@ -62,11 +62,18 @@ def _cut(text: str, start: int, end: int) -> int:
     return end
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int) -> Tokenizer:
+def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False) -> Tokenizer:
     """A byte-level BPE trained on the texts, cut into bounded pieces (see `pieces`), so its time and memory stay
-    bounded however pathological the text. (data.prepare passes it a bounded sample: sources.sample.)"""
+    bounded however pathological the text. (data.prepare passes it a bounded sample: sources.sample.)
+
+    split_digits: every digit is its own pre-token, as in LLaMA's and DeepSeek's tokenizers, so a number is spelled
+    by the same digit tokens wherever it stands (" 457" is `Ġ 4 5 7`, "457" is `4 5 7`); without it the merges
+    depend on the context (`Ġ45 7` against `4 57`) and a model must learn that the two spell one value before it
+    can copy or look one up."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = (pre_tokenizers.Sequence([byte_level, pre_tokenizers.Digits(individual_digits=True)])
+                         if split_digits else byte_level)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
