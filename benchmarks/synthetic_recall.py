@@ -1,8 +1,9 @@
 """Has a run learned the structure of its own synthetic training text? Scores a run's final model on fresh REPL
 sessions from the synthetic generator (stackwise.data.synthetic.program, a seed never used for training data): after
-each session's last `>>> print(name)`, the log-likelihood choice between the printed value and up to four other
-values bound in the same session (chance: 1 / candidates). Reported overall and for the sessions whose printed name
-was last bound directly to a number (the easiest case: one look-up, no alias chain).
+each session's last look-up (`>>> print(name)` or the bare `>>> name`), the log-likelihood choice between the
+printed value and up to four other values bound in the same session (chance: 1 / candidates). Reported overall and
+for the sessions whose printed name was last bound directly to a number (the easiest case: one look-up, no alias
+chain).
 
 This is a diagnostic of the training mix, not a reasoning primitive: the primitives are disjoint from the
 generator's templates by design, and a model that is at chance here cannot be expected to transfer to them.
@@ -42,7 +43,8 @@ def recall(run: Path, n: int, seed: int) -> dict:
             continue
         scores = lm.loglik(prompt + "\n", candidates)
         right = scores.index(max(scores)) == 0
-        name = re.findall(r"print\((\w+)\)$", prompt)[-1]
+        name = re.fullmatch(r">>> (?:print\((\w+)\)|(\w+))", prompt.rsplit("\n", 1)[-1]).group(1, 2)
+        name = name[0] or name[1]  # print(x) or the bare x the REPL echoes
         direct = re.findall(rf"^>>> {name} = (.+)$", prompt, re.M)[-1].isdigit()
         for key in ("all", "direct") if direct else ("all",):
             counts[key][0] += right
