@@ -52,6 +52,23 @@ def test_random_text_of_every_class_encodes_exactly_as_tokenizers_does(tok, batc
     assert cache.encode(batch).tolist() == _reference(tok, batch)  # again, from the cache
 
 
+@pytest.fixture(scope="module")
+def split_tok() -> Tokenizer:
+    rng = random.Random(1)
+    text = "".join(rng.choice(ALPHABET) for _ in range(40_000))
+    text += " ".join(str(rng.randrange(10**6)) for _ in range(3000))
+    return tokenizer.train_bpe([text], 600, split_digits=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from([*ALPHABET, "457", " 2026", "x=12"]), max_size=40).map("".join),
+                          st.booleans()), min_size=1, max_size=6))
+def test_split_digits_tokenizers_take_the_fast_path_with_the_same_tokens(split_tok, batch):
+    assert word_cache.supports(split_tok)
+    cache = word_cache.WordCache(split_tok, tokenizer.eos_id(split_tok))
+    assert cache.encode(batch).tolist() == _reference(split_tok, batch)
+
+
 def test_characters_the_engines_class_differently_go_to_tokenizers(tok, monkeypatch):
     # no character of this Unicode version is known to differ; simulate one: an engine whose tables lack "é" as a
     # letter (a newer letter, say) would cut "café" after "caf"
@@ -92,6 +109,9 @@ def test_only_plain_byte_level_bpe_takes_the_fast_path(tok):
     assert not word_cache.supports(other)
     other = Tokenizer.from_str(tok.to_str())
     other.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    assert not word_cache.supports(other)
+    other.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.ByteLevel(add_prefix_space=False),
+                                                   pre_tokenizers.Digits(individual_digits=False)])
     assert not word_cache.supports(other)
     spec = json.loads(tok.to_str())
     spec["model"]["dropout"] = 0.1

@@ -9,7 +9,8 @@ faster per core than `Tokenizer.encode_batch_fast`, and `data.encode_pieces` run
 
 Exactness (tested against `tokenizers` on the bundled corpus and on random text):
 - it is used only for tokenizers of exactly this shape (`supports`): no normaliser, ByteLevel pre-tokenizer with its
-  regex and no prefix space, BPE without dropout or affixes;
+  regex and no prefix space (optionally followed by splitting every digit, `data.split_digits`, which only cuts
+  inside a word: a word's tokens still do not depend on its neighbours), BPE without dropout or affixes;
 - the pattern is the one `tokenizers` uses; the only way the two engines can disagree is a character whose Unicode
   class (letter, number, space, other) differs between their tables, so every character is checked once against
   `tokenizers`' own pre-tokenizer, and a piece holding one that disagrees is encoded by `tokenizers` itself;
@@ -41,6 +42,9 @@ def supports(tok: Tokenizer) -> bool:
     """Whether `tok` is a plain byte-level BPE whose tokens this encoder reproduces exactly."""
     spec = json.loads(tok.to_str())
     pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
+    if pre.get("type") == "Sequence" and pre.get("pretokenizers", [])[1:] == [{"type": "Digits",
+                                                                               "individual_digits": True}]:
+        pre = pre["pretokenizers"][0]  # data.split_digits: digits split inside each word, so words stay independent
     return (spec.get("normalizer") is None
             and pre == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": pre.get("trim_offsets"),
                         "use_regex": True}
