@@ -18,7 +18,7 @@ set -euo pipefail
 PART=${1:-all}
 OUT=${OUT:-runs/robust-growth}
 DOC=${DOC:-docs/results/robust-growth}
-SW="python -m stackwise"
+SW=${SW:-python -m stackwise}  # (SW=echo: a dry run that shows the commands)
 JOBS=${JOBS:-1}
 CFG=robust-growth
 
@@ -73,19 +73,39 @@ if [[ $PART == final || $PART == all ]]; then
   LR=$(best_lr none)
   MLR=$(best_lr midas)
   SCREEN=$(screen_part "$LR")
-  BEST=$(python - "$OUT/$SCREEN/summary.json" "$OUT/$SCREEN/compare.json" <<'PY'
+  SCREEN_DIR=$OUT/$SCREEN
+  [ -f "$SCREEN_DIR/summary.json" ] || SCREEN_DIR=$DOC/$SCREEN  # a fresh checkout: the published screen
+  BEST=$(python - "$SCREEN_DIR" <<'PY'
 import json, sys
-rows = {r["method"]: r for r in json.load(open(sys.argv[1])) if r.get("status") == "ok"}
-arms = {a["label"]: a["overrides"] for a in json.load(open(sys.argv[2]))["arms"]}
+rows = {r["method"]: r for r in json.load(open(f"{sys.argv[1]}/summary.json")) if r.get("status") == "ok"}
+arms = {a["label"]: a["overrides"] for a in json.load(open(f"{sys.argv[1]}/compare.json"))["arms"]}
 stab = [m for m in rows if m.startswith("midas-")]
 best = min(stab, key=lambda m: rows[m]["paired_final_loss_diff"]["mean"])
 print(":".join(f"{k}={v}" for k, v in arms[best].items()))
 PY
 )
+  arm_dir() {  # arm_dir LABEL OVERRIDES: the run folder compare gives an arm (LABEL_key-value_...)
+    echo "$1_$(echo "$2" | sed 's/=/-/g; s/:/_/g')"
+  }
   echo "baseline LR $LR, MIDAS LR $MLR, best stabilized MIDAS: $BEST"
+  restore pilot; restore lr; restore "$SCREEN"  # (a fresh checkout: the earlier parts' runs, for reuse)
   if [ "$LR" = "0.003" ]; then
     for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-8 final shallow_model.n_layers-8 $seed; done
-    for seed in 0 1; do reuse screen midas final midas $seed; done
+    for seed in 0 1; do
+      reuse screen midas final midas $seed
+      # the best stabilizer's screen seeds, under its final label (compare checks that the configs agree)
+      for dir in "$OUT/screen/runs/"midas-*; do
+        local_dir=$(basename "$dir")
+        if [ "${local_dir#*_}" = "$(arm_dir x "$BEST" | cut -d_ -f2-)" ]; then
+          reuse screen "$local_dir" final "$(arm_dir midas-stabilized "$BEST")" $seed
+        fi
+      done
+    done
+    # the LR sweep's MIDAS seed 0 at MIDAS's own LR (if that LR is one of the sweep's)
+    for lr in 1.5e-3 6e-3; do
+      reuse lr "$(arm_dir "midas-lr-$lr" "growth.method=midas:train.lr=$MLR")" final \
+          "$(arm_dir midas-own-lr "growth.method=midas:train.lr=$MLR")" 0
+    done
   fi
   $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
       --methods "none,midas,midas-stabilized:$BEST,gradstack,shallow:model.n_layers=8,midas-own-lr:growth.method=midas:train.lr=$MLR,midas-stabilized-own-lr:$BEST:train.lr=$MLR"
