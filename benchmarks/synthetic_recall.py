@@ -27,9 +27,9 @@ from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
 
 
-def recall(run: Path, n: int, seed: int) -> dict:
+def recall(run: Path, n: int, seed: int, which: str = "final") -> dict:
     cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    _, _, model = next(models(run, "final"))
+    _, step, model = next(models(run, which))
     lm = StackwiseLM(model, load_tokenizer(run / "tokenizer.json"), context=cfg.train.seq_len)
     rng = random.Random(f"synthetic-recall:{seed}")
     counts = {"all": [0, 0, 0.0], "direct": [0, 0, 0.0]}  # right, n, summed chance
@@ -50,8 +50,8 @@ def recall(run: Path, n: int, seed: int) -> dict:
             counts[key][0] += right
             counts[key][1] += 1
             counts[key][2] += 1 / len(candidates)
-    return {key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
-            for key, (r, k, c) in counts.items()}
+    return {"step": step, **{key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
+                             for key, (r, k, c) in counts.items()}}
 
 
 def main() -> None:
@@ -59,15 +59,17 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--n", type=int, default=300, help="sessions scored per run")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint", choices=["final", "latest"], default="final",
+                        help="the final model, or the newest checkpoint of a run still training")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     print("| run | all sessions [95% CI] (chance) | printed name bound to a number [95% CI] (chance) |")
     print("|---|---|---|")
     for run in args.runs:
-        r = recall(run, args.n, args.seed)
+        r = recall(run, args.n, args.seed, args.checkpoint)
         cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
                  for v in (r["all"], r["direct"])]
-        print(f"| {run} | {cells[0]} | {cells[1]} |")
+        print(f"| {run} (step {r['step']}) | {cells[0]} | {cells[1]} |")
 
 
 if __name__ == "__main__":
