@@ -1,14 +1,21 @@
-"""Has a run learned the structure of its own synthetic training text? Scores a run's final model on fresh REPL
-sessions from the synthetic generator (stackwise.data.synthetic.program, a seed never used for training data): after
-each session's last look-up (`>>> print(name)` or the bare `>>> name`), the log-likelihood choice between the
-printed value and up to four other values bound in the same session (chance: 1 / candidates). Reported overall and
-for the sessions whose printed name was last bound directly to a number (the easiest case: one look-up, no alias
-chain).
+"""Has a run learned the structure of its own synthetic training text? Three measurements on fresh documents from the
+synthetic generator (stackwise.data.synthetic, a seed never used for training data), per model:
+
+- **recall**: REPL sessions (`program`) scored after their last look-up (`>>> print(name)` or the bare `>>> name`)
+  by the log-likelihood choice between the printed value and up to four other values bound in the same session
+  (chance: 1 / candidates); overall and for the sessions whose name was last bound directly to a number (one
+  look-up, no alias chain);
+- **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
+  of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
+- **copy loss**: in `repeat` documents (a word list, then a run of it repeated from a named word), the mean loss of
+  the repeated run's tokens after its first word, against that of the list's own tokens. Equal losses mean no
+  copying (induction) is learned; a model with induction heads predicts the run almost for free.
 
 This is a diagnostic of the training mix, not a reasoning primitive: the primitives are disjoint from the
-generator's templates by design, and a model that is at chance here cannot be expected to transfer to them.
+generator's templates by design, and a model that has not learned to copy or look up its own text cannot be expected
+to transfer either to them.
 
-    python benchmarks/synthetic_recall.py RUN_DIR [RUN_DIR ...] --n 300
+    python benchmarks/synthetic_recall.py RUN_DIR [RUN_DIR ...] --n 300 [--checkpoint final|latest|all]
 """
 
 from __future__ import annotations
@@ -22,15 +29,12 @@ import torch
 import yaml
 
 from stackwise import config as config_mod
-from stackwise.data.synthetic import program
+from stackwise.data.synthetic import program, repeat
 from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
 
 
-def recall(run: Path, n: int, seed: int, which: str = "final") -> dict:
-    cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
-    _, step, model = next(models(run, which))
-    lm = StackwiseLM(model, load_tokenizer(run / "tokenizer.json"), context=cfg.train.seq_len)
+def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
     rng = random.Random(f"synthetic-recall:{seed}")
     counts = {"all": [0, 0, 0.0], "direct": [0, 0, 0.0]}  # right, n, summed chance
     while counts["all"][1] < n:
@@ -50,26 +54,73 @@ def recall(run: Path, n: int, seed: int, which: str = "final") -> dict:
             counts[key][0] += right
             counts[key][1] += 1
             counts[key][2] += 1 / len(candidates)
-    return {"step": step, **{key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
-                             for key, (r, k, c) in counts.items()}}
+    return {key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
+            for key, (r, k, c) in counts.items()}
+
+
+def _token_losses(model, tok, text: str) -> tuple[list[tuple[int, int]], torch.Tensor]:
+    """The tokens' character spans and each token's loss given the text before it (the first token's is 0)."""
+    enc = tok.encode(text)
+    ids = torch.tensor([enc.ids])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids)[0].float(), -1)
+    loss = torch.zeros(len(enc.ids))
+    loss[1:] = -logp[:-1].gather(1, ids[0, 1:, None])[:, 0]
+    return enc.offsets, loss
+
+
+def _mean_in(offsets, loss, spans: list[tuple[int, int]], first_only: bool, skip_first: bool = False) -> list[float]:
+    out = []
+    for a, b in spans:
+        inside = [i for i, (s, e) in enumerate(offsets) if s >= a and e <= b and e > s and i > 0]
+        inside = inside[1:] if skip_first else inside
+        out += [loss[i].item() for i in (inside[:1] if first_only else inside)]
+    return out
+
+
+def token_diagnostics(model, tok, n: int, seed: int) -> dict:
+    rng = random.Random(f"synthetic-recall-tokens:{seed}")
+    got: dict[str, list[float]] = {"looked_up": [], "assigned": [], "run": [], "list": []}
+    for _ in range(n):
+        text = program(rng)
+        offsets, loss = _token_losses(model, tok, text)
+        printed = [(m.start(), m.end()) for m in re.finditer(r"(?<=\n)\d+$", text, re.M)]
+        assigned = [m.span(1) for m in re.finditer(r"= (\d+)$", text, re.M)]
+        got["looked_up"] += _mean_in(offsets, loss, printed, first_only=True)
+        got["assigned"] += _mean_in(offsets, loss, assigned, first_only=True)
+        text = repeat(rng)
+        offsets, loss = _token_losses(model, tok, text)
+        listed = (len("Words: "), text.index(".\n"))
+        run = (text.index(" on: ") + len(" on:"), len(text) - 1)  # after "From X on:", before the final "."
+        got["list"] += _mean_in(offsets, loss, [listed], first_only=False)
+        got["run"] += _mean_in(offsets, loss, [run], first_only=False, skip_first=True)
+    return {k: sum(v) / len(v) for k, v in got.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--n", type=int, default=300, help="sessions scored per run")
+    parser.add_argument("--n", type=int, default=300, help="sessions scored per model for recall")
+    parser.add_argument("--n-tokens", type=int, default=150, help="documents of each kind for the token losses")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint", choices=["final", "latest"], default="final",
-                        help="the final model, or the newest checkpoint of a run still training")
+    parser.add_argument("--checkpoint", choices=["final", "latest", "all"], default="final",
+                        help="the final model, the newest checkpoint of a run still training, or every checkpoint")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    print("| run | all sessions [95% CI] (chance) | printed name bound to a number [95% CI] (chance) |")
-    print("|---|---|---|")
+    print("| run (step) | recall, all sessions [95% CI] (chance) | recall, name bound to a number [95% CI] (chance) "
+          "| look-up / assigned first-token loss | copied run / list token loss |")
+    print("|---|---|---|---|---|")
     for run in args.runs:
-        r = recall(run, args.n, args.seed, args.checkpoint)
-        cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
-                 for v in (r["all"], r["direct"])]
-        print(f"| {run} (step {r['step']}) | {cells[0]} | {cells[1]} |")
+        cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+        tok = load_tokenizer(run / "tokenizer.json")
+        for _, step, model in models(run, args.checkpoint):
+            model.eval()
+            r = recall(StackwiseLM(model, tok, context=cfg.train.seq_len), args.n, args.seed)
+            t = token_diagnostics(model, tok, args.n_tokens, args.seed)
+            cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
+                     for v in (r["all"], r["direct"])]
+            print(f"| {run} ({step}) | {cells[0]} | {cells[1]} | {t['looked_up']:.2f} / {t['assigned']:.2f} "
+                  f"| {t['run']:.2f} / {t['list']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":
