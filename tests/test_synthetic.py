@@ -25,8 +25,16 @@ def test_the_generator_is_seeded():
     assert _docs("synthetic", n=200) == _docs("synthetic:0", n=200) == _docs("synthetic:0:16", n=200)
     assert _docs("synthetic:1", n=200) != _docs("synthetic", n=200)
     assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
-    kinds = {d.split()[0] for d in _docs("synthetic", n=400)}
+    docs = _docs("synthetic", n=4000)
+    kinds = {d.split()[0] for d in docs}
     assert {">>>", "Words:"} <= kinds  # programs and repeats, beside arithmetic lines and stories
+    # look-ups and copying are drawn three times as often as arithmetic and stories (weights 3, 1, 3, 1)
+    assert sum(d.startswith((">>>", "Words:")) for d in docs) / len(docs) == pytest.approx(0.75, abs=0.03)
+    repeats = [m for d in docs if (m := re.fullmatch(r"Words: ([a-z ]+)\.\nFrom ([a-z]+) on: ([a-z ]+)\.", d))]
+    assert len(repeats) > 1000
+    for m in repeats:  # a repeat copies the list from a named word to its end
+        words = m[1].split()
+        assert m[3].split() == words[words.index(m[2]):]
     total = sum(len(d) + 1 for d in sources.documents("synthetic:3:0.5", "train"))
     assert 0.5e6 <= total < 0.5e6 + 2000 and sources.size_bytes("synthetic:3:0.5", "train") == 500_000
 

@@ -29,8 +29,9 @@ import random
 import string
 from collections.abc import Iterator
 
-# part of the source fingerprint: a change to the generator rebuilds caches (2: more look-ups, half of them bare echoes)
-VERSION = "synthetic-2"
+# part of the source fingerprint: a change to the generator rebuilds caches (2: more look-ups, half of them bare
+# echoes; 3: repeats run to the end of the list, look-ups and repeats drawn three times as often)
+VERSION = "synthetic-3"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -116,7 +117,8 @@ def _made_up_word(rng: random.Random) -> str:
 
 
 def repeat(rng: random.Random) -> str:
-    """A list of distinct words, then a run of it repeated from one of them (the run is the induction target)."""
+    """A list of distinct words, then the list repeated from one of them to its end (the run is the induction
+    target)."""
     made_up = rng.random() < 0.5
     words: list[str] = []
     n = rng.randint(8, 16)
@@ -124,8 +126,7 @@ def repeat(rng: random.Random) -> str:
         w = _made_up_word(rng) if made_up else rng.choice(WORDS)
         if w not in words:
             words.append(w)
-    start = rng.randrange(0, n - 3)
-    run = words[start:start + rng.randint(3, n - start)]
+    run = words[rng.randrange(0, n - 3):]  # from a named word to the end of the list
     return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
 
 
@@ -138,6 +139,9 @@ def story(rng: random.Random) -> str:
 
 
 KINDS = (program, arithmetic, repeat, story)
+# documents drawn per kind: look-ups and copying, the structure the reasoning primitives need, three times as often
+# as arithmetic and stories (induction heads, which both need, form only when copying is frequent in the data)
+WEIGHTS = (3, 1, 3, 1)
 
 
 def parse(spec: str) -> tuple[int, float]:
@@ -154,6 +158,6 @@ def documents(seed: int, split: str, max_bytes: float) -> Iterator[str]:
     rng = random.Random(f"{VERSION}|{seed}|{split}")
     total = 0
     while total < max_bytes:
-        doc = rng.choice(KINDS)(rng)
+        doc = rng.choices(KINDS, WEIGHTS)[0](rng)
         total += len(doc) + 1
         yield doc
