@@ -109,9 +109,17 @@ def test_a_bad_mix_is_one_line(mix):
         config_mod.load("tiny", {"data.mix": mix})
 
 
+def test_a_train_source_beside_a_mix_is_refused_not_ignored():
+    # a recipe with a mix (reasoning) and a user's --data.train: the mix would silently win
+    with pytest.raises(UserError, match=r"^data\.train: synthetic would be ignored: data\.mix is set .*mix null"):
+        config_mod.load("reasoning", {"data.train": "synthetic"})
+    cfg = config_mod.load("reasoning", {"data.train": "synthetic", "data.mix": None})
+    assert data_mod.train_source(cfg) == "synthetic"
+
+
 def test_training_data_from_a_mix_is_prepared_and_cached(tiny_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("STACKWISE_CACHE", str(tmp_path / "cache"))
-    cfg = tiny_cfg(data__mix="synthetic:0:0.05:0.5,synthetic:1:0.2:0.5")
+    cfg = tiny_cfg(data__mix="synthetic:0:0.05:0.5,synthetic:1:0.2:0.5", data__train="bundled")
     assert data_mod.train_source(cfg).startswith("mix:")
     first = data_mod.prepare(cfg, log=lambda *_: None)
     logged = []

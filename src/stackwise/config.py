@@ -521,6 +521,8 @@ def validate(cfg: Config) -> None:
          "trains; a given data.tokenizer keeps its own rules (drop one of the two)")
     if cfg.data.mix is not None:
         parse_mix(cfg.data.mix)
+        need(cfg.data.train == "bundled", f"data.train: {cfg.data.train} would be ignored: data.mix is set "
+             f"({cfg.data.mix}) and trains instead; put the source in the mix, or pass --data.mix null")
     if cfg.eval.primitives_tasks:
         from stackwise.evals.primitives import TASKS
 
