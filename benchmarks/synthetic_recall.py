@@ -69,7 +69,7 @@ def _token_losses(model, tok, text: str) -> tuple[list[tuple[int, int]], torch.T
     return enc.offsets, loss
 
 
-def _mean_in(offsets, loss, spans: list[tuple[int, int]], first_only: bool, skip_first: bool = False) -> list[float]:
+def _losses_in(offsets, loss, spans: list[tuple[int, int]], first_only: bool, skip_first: bool = False) -> list[float]:
     out = []
     for a, b in spans:
         inside = [i for i, (s, e) in enumerate(offsets) if s >= a and e <= b and e > s and i > 0]
@@ -86,14 +86,14 @@ def token_diagnostics(model, tok, n: int, seed: int) -> dict:
         offsets, loss = _token_losses(model, tok, text)
         printed = [(m.start(), m.end()) for m in re.finditer(r"(?<=\n)\d+$", text, re.M)]
         assigned = [m.span(1) for m in re.finditer(r"= (\d+)$", text, re.M)]
-        got["looked_up"] += _mean_in(offsets, loss, printed, first_only=True)
-        got["assigned"] += _mean_in(offsets, loss, assigned, first_only=True)
+        got["looked_up"] += _losses_in(offsets, loss, printed, first_only=True)
+        got["assigned"] += _losses_in(offsets, loss, assigned, first_only=True)
         text = repeat(rng)
         offsets, loss = _token_losses(model, tok, text)
         listed = (len("Words: "), text.index(".\n"))
         run = (text.index(" on: ") + len(" on:"), len(text) - 1)  # after "From X on:", before the final "."
-        got["list"] += _mean_in(offsets, loss, [listed], first_only=False)
-        got["run"] += _mean_in(offsets, loss, [run], first_only=False, skip_first=True)
+        got["list"] += _losses_in(offsets, loss, [listed], first_only=False)
+        got["run"] += _losses_in(offsets, loss, [run], first_only=False, skip_first=True)
     return {k: sum(v) / len(v) for k, v in got.items()}
 
 
