@@ -91,20 +91,17 @@ PY
   restore pilot; restore lr; restore "$SCREEN"  # (a fresh checkout: the earlier parts' runs, for reuse)
   if [ "$LR" = "0.003" ]; then
     for seed in 0 1 2; do reuse pilot none final none $seed; reuse pilot shallow_model.n_layers-8 final shallow_model.n_layers-8 $seed; done
+    best=$(arm_dir "" "$BEST"); best=${best#_}  # the best stabilizer's overrides as a folder suffix
     for seed in 0 1; do
       reuse screen midas final midas $seed
       # the best stabilizer's screen seeds, under its final label (compare checks that the configs agree)
-      for dir in "$OUT/screen/runs/"midas-*; do
-        local_dir=$(basename "$dir")
-        if [ "${local_dir#*_}" = "$(arm_dir x "$BEST" | cut -d_ -f2-)" ]; then
-          reuse screen "$local_dir" final "$(arm_dir midas-stabilized "$BEST")" $seed
-        fi
+      for dir in "$OUT/screen/runs/"midas-*_"$best"; do
+        reuse screen "$(basename "$dir")" final "midas-stabilized_$best" $seed
       done
     done
     # the LR sweep's MIDAS seed 0 at MIDAS's own LR (if that LR is one of the sweep's)
-    for lr in 1.5e-3 6e-3; do
-      reuse lr "$(arm_dir "midas-lr-$lr" "growth.method=midas:train.lr=$MLR")" final \
-          "$(arm_dir midas-own-lr "growth.method=midas:train.lr=$MLR")" 0
+    for dir in "$OUT/lr/runs/"midas-lr-*_"$(arm_dir "" "growth.method=midas:train.lr=$MLR" | cut -c2-)"; do
+      reuse lr "$(basename "$dir")" final "$(arm_dir midas-own-lr "growth.method=midas:train.lr=$MLR")" 0
     done
   fi
   $SW compare --jobs "$JOBS" --config $CFG --out "$OUT/final" --seeds 5 --equal-compute --train.lr "$LR" \
