@@ -39,6 +39,22 @@ def test_token_file_round_trip(tmp_path):
         tokens.read(tmp_path / "d.bin")
 
 
+def test_two_writers_of_one_token_file_do_not_clobber_each_other(tmp_path):
+    # Two runs started together on a cold cache (compare --jobs 2) build the same file at once.
+    path = tmp_path / "train.bin"
+    a, b = tokens.Writer(path, 512), tokens.Writer(path, 512)
+    a.append(np.arange(100) % 512)
+    b.append(np.arange(100) % 512)
+    a.close()
+    b.close()  # (with one shared temporary name, b's file was a's, already renamed away: FileNotFoundError)
+    assert tokens.read(path).tolist() == (np.arange(100) % 512).tolist()
+    assert [p.name for p in tmp_path.iterdir()] == ["train.bin"]
+    c = tokens.Writer(path, 512)
+    c.append(np.arange(5))
+    c.abort()
+    assert [p.name for p in tmp_path.iterdir()] == ["train.bin"] and len(tokens.read(path)) == 100
+
+
 def test_loader_is_deterministic_and_resumes_at_its_position():
     data = np.arange(10_000) % 300
     a = TrainLoader(data, batch_size=4, seq_len=16, seed=1)

@@ -79,7 +79,7 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
                                                      None if mb is None else mb * 2**20), cfg.model.vocab_size,
                                       cfg.data.split_digits)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name("tokenizer.json.tmp")
+            tmp = path.with_name(f"tokenizer.json.tmp-{os.getpid()}")  # (own name: concurrent runs, see tokens.Writer)
             tok.save(str(tmp))
             os.replace(tmp, path)
     if tok.get_vocab_size() > cfg.model.vocab_size:
@@ -185,15 +185,20 @@ def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=prin
         log(f"tokenizing {split} split of {spec}" + (f" (the first {cap:,} tokens)" if cap else "") + " ...")
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = tokens.Writer(path, cfg.model.vocab_size)
-        with _progress(console or Console(quiet=True), f"tokenize {split}", sources.size_bytes(spec, split)) as bar:
-            task = bar.add_task(split, tokens=0)
-            for ids, nbytes in encode_pieces(tok, sources.pieces(spec, split, cfg.data.text_field)):
-                if cap is not None and writer.n + ids.size >= cap:
-                    writer.append(ids[:cap - writer.n])
-                    break
-                writer.append(ids)
-                bar.update(task, advance=nbytes, tokens=writer.n)
-            bar.update(task, tokens=writer.n)
+        try:
+            with _progress(console or Console(quiet=True), f"tokenize {split}",
+                           sources.size_bytes(spec, split)) as bar:
+                task = bar.add_task(split, tokens=0)
+                for ids, nbytes in encode_pieces(tok, sources.pieces(spec, split, cfg.data.text_field)):
+                    if cap is not None and writer.n + ids.size >= cap:
+                        writer.append(ids[:cap - writer.n])
+                        break
+                    writer.append(ids)
+                    bar.update(task, advance=nbytes, tokens=writer.n)
+                bar.update(task, tokens=writer.n)
+        except BaseException:
+            writer.abort()
+            raise
         writer.close()
     ids = tokens.read(path)
     if len(ids) < cfg.train.seq_len + 2:

@@ -31,12 +31,14 @@ def write(path: Path, ids: np.ndarray, vocab_size: int) -> None:
 
 class Writer:
     """A token file written incrementally: `append` arrays of ids, then `close` fills in the header, fsyncs and renames
-    the temporary file into place. Until then only `NAME.tmp` exists, which nothing reads: an interrupted
-    preparation leaves no file a later run trusts, and the next one starts that split again."""
+    the temporary file into place. Until then only `NAME.tmp-PID` exists, which nothing reads: an interrupted
+    preparation leaves no file a later run trusts, and the next one starts that split again. The temporary name is
+    the writer's own, so runs started together on a cold cache (`compare --jobs`) each build the file and the last
+    rename wins (same content), instead of truncating each other's file."""
 
     def __init__(self, path: Path, vocab_size: int):
         self.path, self.vocab_size, self.dtype, self.n = path, vocab_size, dtype_for(vocab_size), 0
-        self.tmp = path.with_name(path.name + ".tmp")
+        self.tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{id(self):x}")
         self.file = open(self.tmp, "wb")  # noqa: SIM115 (closed by close())
         self.file.write(HEADER.pack(MAGIC, self.dtype.itemsize, 0, 0, vocab_size))
 
@@ -52,6 +54,11 @@ class Writer:
         os.fsync(self.file.fileno())
         self.file.close()
         os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the unfinished file (an error or Ctrl-C while preparing)."""
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def read(path: Path) -> np.ndarray:
