@@ -1,6 +1,11 @@
 """Refactor guard (torchtitan's rule): the tiny recipes log bit-identical numbers before and after a change to the
-training loop, growth and resume included. The stored numbers are tests/golden/losses.json; after a change that is
-*meant* to change the numbers, regenerate them with `python tests/test_golden.py` and say why in the commit."""
+training loop, growth and resume included. The stored numbers are tests/golden/losses-CAPABILITY.json, one file per
+CPU kernel family (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...), because the same float32 program
+rounds differently in the last bit on AVX2 and AVX-512 kernels. On a machine whose family has a file the check is
+bit for bit; on another it compares with every stored file to a small relative tolerance (REL below: a real
+change of the numbers moves them far more) and says that it did. After a change that is *meant* to change the numbers, regenerate the file of
+this machine's family with `python tests/test_golden.py`, delete the others (or regenerate them on such a machine),
+and say why in the commit."""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from stackwise import checkpoint
 from stackwise import config as config_mod
 from stackwise.train import train
 
-GOLDEN = Path(__file__).parent / "golden" / "losses.json"
+GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN = GOLDEN_DIR / f"losses-{torch.backends.cpu.get_cpu_capability()}.json"  # this machine's kernel family
 BASE = {"model.n_layers": 3, "model.d_model": 32, "model.n_heads": 2, "model.vocab_size": 300, "train.steps": 12,
         "train.batch_size": 4, "train.seq_len": 32, "train.warmup_steps": 2, "train.log_every": 1, "eval.every": 4,
         "eval.batches": 2, "eval.sample_tokens": 0, "checkpoint.every": 3, "checkpoint.keep": 10}
@@ -57,12 +63,49 @@ def run_all(corpus: dict[str, Path], tmp: Path) -> dict[str, list[list]]:
         torch.set_num_threads(threads)
 
 
+# Across kernel families: losses and LRs to a relative 1e-4, gradient norms (column 4) to 5e-3. Measured between
+# AVX2 and AVX512 files of the same code: losses differ by up to 1.6e-5, gradient norms by up to 7e-4 (Muon's
+# Newton-Schulz iterations amplify the last-bit differences); a real change moves the losses by far more.
+REL, REL_GRAD_NORM = 1e-4, 5e-3
+
+
+def _close(got: list[list], want: list[list]) -> bool:
+    def near(col: int, a, b) -> bool:
+        if not isinstance(b, float):
+            return a == b
+        return isinstance(a, float) and abs(a - b) <= (REL_GRAD_NORM if col == 4 else REL) * max(abs(b), 1e-3)
+    return len(got) == len(want) and all(
+        len(g) == len(w) and all(near(col, a, b) for col, (a, b) in enumerate(zip(g, w, strict=True)))
+        for g, w in zip(got, want, strict=True))
+
+
 def test_logged_numbers_are_bit_identical_to_the_stored_golden_run(corpus, tmp_path):
-    golden = json.loads(GOLDEN.read_text())
+    stored = sorted(GOLDEN_DIR.glob("losses-*.json"))
+    assert stored, "no golden numbers stored"
     got = run_all(corpus, tmp_path)
-    assert set(got) == set(golden)
-    for name in golden:
-        assert got[name] == golden[name], name
+    if GOLDEN.is_file():  # this machine's kernel family: bit for bit
+        golden = json.loads(GOLDEN.read_text())
+        assert set(got) == set(golden)
+        for name in golden:
+            assert got[name] == golden[name], name
+        return
+    for path in stored:  # another family's numbers: equal up to last-bit rounding, compounded over 12 steps
+        golden = json.loads(path.read_text())
+        assert set(got) == set(golden), path.name
+        for name in golden:
+            assert _close(got[name], golden[name]), f"{name} (against {path.name}, to the tolerance REL)"
+    print(f"no {GOLDEN.name}: compared with {', '.join(p.name for p in stored)} to the tolerance REL")
+
+
+def test_the_tolerant_comparison_catches_a_real_change():
+    rows = [[1, 3, 0.003, 5.2658634, 1.2212269, None], [4, 3, 0.003, 5.0, 1.0, 5.1]]
+    assert _close([[1, 3, 0.003, 5.2658631, 1.2212268, None], rows[1]], rows)  # last-bit rounding
+    assert not _close([[1, 3, 0.003, 5.2668634, 1.2212269, None], rows[1]], rows)  # 1e-3 off: a change
+    assert not _close([[1, 4, 0.003, 5.2658634, 1.2212269, None], rows[1]], rows)  # another depth
+    assert not _close(rows[:1], rows)  # a missing step
+    assert _close([rows[0], [4, 3, 0.003, 5.0, 1.004, 5.1]], rows)  # a gradient norm, within its own tolerance
+    assert not _close([rows[0], [4, 3, 0.003, 5.0, 1.01, 5.1]], rows)
+    assert not _close([rows[0], [4, 3, 0.003, 5.0, 1.0, None]], rows)  # a missing validation loss
 
 
 if __name__ == "__main__":  # regenerate the golden numbers (same corpus and cache rules as the test session)
