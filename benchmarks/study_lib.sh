@@ -23,8 +23,20 @@ publish() {  # publish PART: the comparison's report files and each finished run
   return 0
 }
 
+STUDY_PARTS=()  # the parts this invocation restored, i.e. worked on: published again when it ends, however it ends
+publish_parts() {
+  local part
+  for part in "${STUDY_PARTS[@]}"; do publish "$part"; done
+}
+# A sitting that ends while a comparison is training (Ctrl-C, SIGTERM, an error) still publishes every run that
+# finished, not only what a part publishes when it completes.
+trap publish_parts EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
 restore() {  # restore PART: finished runs published earlier (small files suffice for reports and reuse) come back
   local part=$1
+  [[ " ${STUDY_PARTS[*]} " == *" $part "* ]] || STUDY_PARTS+=("$part")
   [ -d "$DOC/$part/runs" ] || return 0
   for run in "$DOC/$part"/runs/*/seed*; do
     local dst="$OUT/$part/runs/${run#"$DOC/$part"/runs/}"
