@@ -12,7 +12,8 @@ Two forms of the task:
   followed it) solves it.
 
     python benchmarks/induction_toy.py [--offset fixed|variable --layers 2 --d-model 64 --steps 800 --batch 32
-                                        --half 32 --vocab 128 --lr 3e-3 --rope-theta 10000]
+                                        --half 32 --vocab 128 --lr 3e-3 --rope-theta 10000
+                                        --init-std 0.02]
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def main() -> None:
     parser.add_argument("--half", type=int, default=32, help="half the sequence length (the longest repeated span)")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rope-theta", type=float, default=10000.0)
+    parser.add_argument("--init-std", type=float, default=0.02)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0) if args.offset == "variable" else None
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": args.vocab,
-                                      "model.rope_theta": args.rope_theta})
+                                      "model.rope_theta": args.rope_theta, "model.init_std": args.init_std})
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr)
     start = time.perf_counter()
