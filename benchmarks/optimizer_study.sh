@@ -9,7 +9,8 @@
 #   lr     each optimizer's peak-LR sweep on the fixed-depth baseline, 1 seed (AdamW's points are the robust-growth
 #          study's own LR sweep, reused when published)
 #   main   {AdamW, Muon, SOAP, PSGD} x {baseline, MIDAS}, 3 seeds, each optimizer at its best LR from `lr`. The
-#          report prices every run with its own optimizer's step time (calibrated time: optimizer work is counted)
+#          report prices every run with its own optimizer's step time (calibrated time: optimizer work is counted).
+#          AdamW's arms at 3e-3 are the robust-growth final comparison's, adopted when published
 #
 #   bash benchmarks/optimizer_study.sh [lr|main|all]     (default all; OUT=runs/optimizers)
 #   SMOKE=1 bash benchmarks/optimizer_study.sh           (the same steps on a tiny model, in minutes: a check)
@@ -81,6 +82,13 @@ if [[ $PART == main || $PART == all ]]; then
   METHODS="none,midas"
   # the sweep's run at the chosen LR is seed 0 of that optimizer's baseline arm
   if [ "$LR" = "0.003" ]; then reuse lr none main none 0; else reuse lr "$(label "lr-$LR:train.lr=$LR")" main none 0; fi
+  if [ "$LR" = "0.003" ] && [ -z "${SMOKE:-}" ]; then  # AdamW's baseline and MIDAS at 3e-3 are the robust-growth
+    # study's final comparison's arms, same configs (compare refuses a run whose config differs): trained once
+    for ((seed = 0; seed < SEEDS; seed++)); do
+      adopt docs/results/robust-growth final none main none $seed
+      adopt docs/results/robust-growth final midas main midas $seed
+    done
+  fi
   for opt in $OPTIMIZERS; do
     [ "$opt" = adamw ] && continue
     olr=$(best_lr "$opt")
