@@ -1,7 +1,7 @@
 """Refactor guard (torchtitan's rule): the tiny recipes log bit-identical numbers before and after a change to the
-training loop, growth and resume included. The stored numbers are tests/golden/losses-CAPABILITY.json, one file per
-CPU kernel family (torch.backends.cpu.get_cpu_capability(): AVX2, AVX512, ...), because the same float32 program
-rounds differently in the last bit on AVX2 and AVX-512 kernels. On a machine whose family has a file the check is
+training loop, growth and resume included. The stored numbers are tests/golden/losses-CAPABILITY-VENDOR.json, one
+file per CPU kernel family (torch.backends.cpu.get_cpu_capability(), AVX2, AVX512, ..., and the CPU vendor), because
+the same float32 program rounds differently in the last bit on AVX2 and AVX-512 kernels. On a machine whose family has a file the check is
 bit for bit; on another it compares with every stored file to a small relative tolerance (REL below: a real
 change of the numbers moves them far more) and says that it did. After a change that is *meant* to change the numbers, regenerate the file of
 this machine's family with `python tests/test_golden.py`, delete the others (or regenerate them on such a machine),
@@ -21,7 +21,21 @@ from stackwise import config as config_mod
 from stackwise.train import train
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
-GOLDEN = GOLDEN_DIR / f"losses-{torch.backends.cpu.get_cpu_capability()}.json"  # this machine's kernel family
+
+
+def _cpu_vendor() -> str:
+    """GenuineIntel, AuthenticAMD, ... (BLAS libraries take different code paths per vendor at one capability)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("vendor_id"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+# this machine's kernel family: the vector capability torch dispatches to, and the CPU's vendor
+GOLDEN = GOLDEN_DIR / f"losses-{torch.backends.cpu.get_cpu_capability()}-{_cpu_vendor()}.json"
 BASE = {"model.n_layers": 3, "model.d_model": 32, "model.n_heads": 2, "model.vocab_size": 300, "train.steps": 12,
         "train.batch_size": 4, "train.seq_len": 32, "train.warmup_steps": 2, "train.log_every": 1, "eval.every": 4,
         "eval.batches": 2, "eval.sample_tokens": 0, "checkpoint.every": 3, "checkpoint.keep": 10}
