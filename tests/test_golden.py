@@ -1,11 +1,11 @@
 """Refactor guard (torchtitan's rule): the tiny recipes log bit-identical numbers before and after a change to the
 training loop, growth and resume included. The stored numbers are tests/golden/losses-CAPABILITY-VENDOR.json, one
 file per CPU kernel family (torch.backends.cpu.get_cpu_capability(), AVX2, AVX512, ..., and the CPU vendor), because
-the same float32 program rounds differently in the last bit on AVX2 and AVX-512 kernels. On a machine whose family has a file the check is
-bit for bit; on another it compares with every stored file to a small relative tolerance (REL below: a real
-change of the numbers moves them far more) and says that it did. After a change that is *meant* to change the numbers, regenerate the file of
-this machine's family with `python tests/test_golden.py`, delete the others (or regenerate them on such a machine),
-and say why in the commit."""
+the same float32 program rounds differently in the last bit on AVX2 and AVX-512 kernels. On a machine whose family
+has a file the check is bit for bit; on another it compares with every stored file to a small relative tolerance
+(REL below: a real change of the numbers moves them far more) and says that it did. After a change that is *meant*
+to change the numbers, regenerate the file of this machine's family with `python tests/test_golden.py`, delete the
+others (or regenerate them on such a machine), and say why in the commit."""
 
 from __future__ import annotations
 
