@@ -193,8 +193,12 @@ def test_the_headline_counts_the_seeds_that_never_reach_the_baseline():
     curve = method["mean_curve_speedup"]
     assert curve["flops"] is None and curve["gap"] == pytest.approx(2.4 - 2.0)  # mean curve ends at (1.8 + 3) / 2
     assert none["mean_curve_speedup"]["flops"] == pytest.approx(1.0)
+    # the baseline's mean curve gets down to the method's mean final loss 2.4 at cost 3.6 (3 -> 2 over costs 3 -> 4),
+    # which the method spends 4 on: 0.9x, the baseline stopped there is cheaper
+    assert curve["compute_equivalent"]["flops"] == pytest.approx(3.6 / 4)
     line = report_mod._headline(method)
     assert "| midas | 2 |" in line and "— / — (gap +0.400)" in line and "| 1/2 |" in line and "1.800 / 3.000" in line
+    assert "| 0.90× / " in line
     # both seeds good: the mean curve reaches the baseline's final loss at 2 FLOPs, a 2x speedup
     _, method = report_mod.summarize({"none": base, "midas": {0: good, 1: good}})
     assert method["mean_curve_speedup"]["flops"] == pytest.approx(2.0) and method["mean_curve_speedup"]["gap"] == 0

@@ -175,13 +175,17 @@ def _mean_curve_speedup(base: list[Curve], runs: list[Curve]) -> dict[str, Any]:
     """Iso-loss speedup of the method's seed-mean validation curve against the baseline's seed-mean curve (costs
     averaged over seeds at each evaluation step), in FLOPs and calibrated time: unlike the per-seed speedups it
     counts the seeds that never reach the baseline, because they pull the mean curve up. `gap`: how far above the
-    baseline's mean final loss the mean curve stays (0 when it gets there)."""
-    out: dict[str, Any] = {"flops": None, "calibrated_wall": None, "gap": None}
+    baseline's mean final loss the mean curve stays (0 when it gets there). `compute_equivalent`: the baseline mean
+    curve's cost to reach the method mean curve's final loss over the method's cost, in FLOPs and calibrated time
+    (what a method that never reaches the baseline still saves against the baseline stopped at the same loss)."""
+    out: dict[str, Any] = {"flops": None, "calibrated_wall": None, "gap": None,
+                           "compute_equivalent": {"flops": None, "calibrated_wall": None}}
     for attr in ("flops", "calibrated_wall") if runs else ():
         bx, bmean, _ = _mean_curve(base, attr)
         x, mean, _ = _mean_curve(runs, attr)
         if not (np.isnan(bx).any() or np.isnan(x).any()):  # (calibrated time is NaN until calibration ran)
             out[attr], out["gap"] = iso_loss_speedup(list(bx), list(bmean), list(x), list(mean))
+            out["compute_equivalent"][attr] = compute_equivalent_speedup(list(bx), list(bmean), list(x), list(mean))
     return out
 
 
@@ -342,9 +346,11 @@ def _headline(row: dict[str, Any]) -> str:
     reached = speed(curve["flops"]) + " / " + speed(curve["calibrated_wall"])
     if curve["flops"] is None and curve["gap"]:
         reached += f" (gap {curve['gap']:+.3f})"
+    equivalent = curve.get("compute_equivalent") or {}  # (absent from summaries written before it existed)
+    equivalent = speed(equivalent.get("flops")) + " / " + speed(equivalent.get("calibrated_wall"))
     seeds = " / ".join(f"{v:.3f}" for v in row["per_seed_final_val_loss"].values())
     return (f"| {row['method']} | {len(row['seeds'])} | {_fmt(row['final_val_loss'], 4)} | {paired} | {reached} | "
-            f"{row['reached_baseline_loss']} | {seeds} |")
+            f"{equivalent} | {row['reached_baseline_loss']} | {seeds} |")
 
 
 def _matched_lines(matched: dict[str, Any]) -> list[str]:
@@ -475,10 +481,13 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         "Paired difference: the method's final validation loss minus the same-seed baseline's, mean over seeds with "
         "its 95% t-interval (negative: better than the baseline). Mean-curve speedup: the iso-loss speedup of the "
         "method's seed-mean validation curve against the baseline's seed-mean curve, so seeds that never reach the "
-        "baseline count (— with the gap left when the mean curve never gets there).", "",
+        "baseline count (— with the gap left when the mean curve never gets there). Mean-curve compute-equivalent "
+        "speedup: the baseline's seed-mean curve's cost to reach the method's mean final loss over the method's "
+        "cost (the saving against a baseline stopped at the method's loss; below 1: the baseline is cheaper).", "",
         "| method | seeds | final val loss | paired difference to baseline [95% CI] | mean-curve speedup (FLOPs / "
-        "calibrated) | seeds reaching the baseline's loss | per seed |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        "calibrated) | mean-curve compute-equivalent (FLOPs / calibrated) | seeds reaching the baseline's loss | "
+        "per seed |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
         *[_headline(row) for row in summary if "final_val_loss" in row],
         "", "## Per seed: speedups of the seeds that reached the baseline (mean ± std over those seeds)", "",
         "| method | final val loss | FLOPs | wall s | calibrated s | reached baseline loss | iso-loss speedup "
