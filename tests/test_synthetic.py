@@ -27,9 +27,11 @@ def test_the_generator_is_seeded():
     assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
     docs = _docs("synthetic", n=4000)
     kinds = {d.split()[0] for d in docs}
-    assert {">>>", "Words:"} <= kinds  # programs and repeats, beside arithmetic lines and stories
-    # look-ups and copying are drawn three times as often as arithmetic and stories (weights 3, 1, 3, 1)
-    assert sum(d.startswith((">>>", "Words:")) for d in docs) / len(docs) == pytest.approx(0.75, abs=0.03)
+    assert {">>>", "Words:"} <= kinds  # programs and repeats, beside arithmetic lines, stories and drills
+    # look-ups, copying and drills are drawn three times as often as arithmetic and stories (weights 3, 1, 3, 1, 3)
+    drills = [d for d in docs if _drill_form(d) is not None]
+    assert sum(d.startswith((">>>", "Words:")) for d in docs) / len(docs) == pytest.approx(6 / 11, abs=0.03)
+    assert len(drills) / len(docs) == pytest.approx(3 / 11, abs=0.03)
     repeats = [m for d in docs if (m := re.fullmatch(r"Words: ([a-z ]+)\.\nFrom ([a-z]+) on: ([a-z ]+)\.", d))]
     assert len(repeats) > 1000
     for m in repeats:  # a repeat copies the list from a named word to its end
@@ -52,6 +54,38 @@ def test_programs_print_the_values_their_names_hold():
                 assert nxt == str(env[m[1] or m[2]])
                 looked_up.add(line.startswith(">>> print("))
     assert looked_up == {True, False}  # both forms: print(x) and the bare x the REPL echoes
+
+
+def _drill_form(doc: str) -> tuple[str, str] | None:
+    """The drill form a document is written in, or None if it is not a drill."""
+    for bind, ask in synthetic.DRILL_FORMS:
+        last = doc.strip().splitlines()[-1].strip()
+        pattern = re.escape(ask).replace(re.escape("{n}"), "[a-z]").replace(re.escape("{v}"), r"\d+")
+        if re.fullmatch(pattern, last) and not doc.startswith((">>>", "Words:")):
+            return bind, ask
+    return None
+
+
+def test_drills_answer_with_the_value_the_asked_name_holds():
+    rng = random.Random(3)
+    forms, depths, layouts = set(), set(), set()
+    for _ in range(400):
+        doc = synthetic.drill(rng)
+        bind, ask = _drill_form(doc)
+        forms.add(bind)
+        bind_re = re.escape(bind).replace(re.escape("{n}"), "([a-z])").replace(re.escape("{v}"), r"([a-z]|\d+)")
+        ask_re = re.escape(ask).replace(re.escape("{n}"), "([a-z])").replace(re.escape("{v}"), r"(\d+)")
+        for problem in doc.split("\n\n"):  # each problem is self-contained: its own names and values
+            *body, question = problem.splitlines()
+            layouts.add(len(body) == 1)
+            env, depth = {}, {}
+            for binding in ", ".join(body).split(", "):
+                n, v = re.fullmatch(bind_re, binding.strip()).groups()
+                env[n], depth[n] = (int(v), 0) if v.isdigit() else (env[v], depth[v] + 1)
+            n, v = re.fullmatch(ask_re, question.strip()).groups()
+            assert env[n] == int(v)
+            depths |= set(depth.values())
+    assert len(forms) == len(synthetic.DRILL_FORMS) and depths == {0, 1, 2} and layouts == {True, False}
 
 
 def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:

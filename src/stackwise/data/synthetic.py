@@ -9,6 +9,10 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
   arithmetic  sums, differences and small products with their results, one per line
   repeat      a list of made-up and real words, then a run of it repeated from a named word (induction / copying)
   story       a small word problem told with its answer
+  drill       several short look-up problems in a row, separated by blank lines, all in one of several surface
+              forms (`let x be 457` ... `so x is 457`, `x := 457` ... `x => 457`, ...): numbers bound, aliased up to
+              two deep, and one name asked about per problem, so that a look-up is not tied to one wording and
+              the text has the shape of a few-shot prompt (solved problems, then another)
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -30,8 +34,9 @@ import string
 from collections.abc import Iterator
 
 # part of the source fingerprint: a change to the generator rebuilds caches (2: more look-ups, half of them bare
-# echoes; 3: repeats run to the end of the list, look-ups and repeats drawn three times as often)
-VERSION = "synthetic-3"
+# echoes; 3: repeats run to the end of the list, look-ups and repeats drawn three times as often; 4: look-up drills
+# in several surface forms)
+VERSION = "synthetic-4"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -138,10 +143,51 @@ def story(rng: random.Random) -> str:
     return f"{who} has {a} {thing}. {who} gives away {b}. Now {who} has {a - b} {thing}."
 
 
-KINDS = (program, arithmetic, repeat, story)
+# (binding, question with its answer) of a drill: `{n}` a name, `{v}` a value or, in a binding, another name. None
+# is a primitive's template (tests/test_synthetic.py): the primitives write `x=5`, `x=__ ->`, `What is the value of`
+DRILL_FORMS = (
+    ("{n} = {v}", "{n}? {v}"),
+    ("let {n} be {v}", "so {n} is {v}"),
+    ("{n} := {v}", "{n} => {v}"),
+    ("set {n} to {v}", "get {n}: {v}"),
+    ("{n} <- {v}", "show {n} gives {v}"),
+)
+
+
+def drill(rng: random.Random) -> str:
+    """Two to six look-up problems in one surface form, separated by blank lines. Each binds three to six names to
+    numbers, aliases up to four names to them (an alias of an alias is two deep), then asks one name's value and
+    gives it. Every line of a problem is indented alike (no indent, or one space)."""
+    bind, ask = rng.choice(DRILL_FORMS)
+    separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
+    problems = []
+    for _ in range(rng.randint(2, 6)):
+        names = rng.sample(LETTERS, rng.randint(4, 10))
+        value_of: dict[str, int] = {}
+        depth: dict[str, int] = {}
+        lines = []
+        n_numbers = rng.randint(3, min(6, len(names) - 1))
+        for name in names[:n_numbers]:
+            value_of[name], depth[name] = _value(rng), 0
+            lines.append(bind.format(n=name, v=value_of[name]))
+        for name in names[n_numbers:]:
+            src = rng.choice([m for m in value_of if depth[m] < 2])
+            value_of[name], depth[name] = value_of[src], depth[src] + 1
+            lines.append(bind.format(n=name, v=src))
+        asked = rng.choice(list(value_of))
+        indent = rng.choice(("", " "))
+        if separator == ", ":
+            body = indent + ", ".join(lines)
+        else:
+            body = "\n".join(indent + line for line in lines)
+        problems.append(f"{body}\n{indent}{ask.format(n=asked, v=value_of[asked])}")
+    return "\n\n".join(problems)
+
+
+KINDS = (program, arithmetic, repeat, story, drill)
 # documents drawn per kind: look-ups and copying, the structure the reasoning primitives need, three times as often
 # as arithmetic and stories (induction heads, which both need, form only when copying is frequent in the data)
-WEIGHTS = (3, 1, 3, 1)
+WEIGHTS = (3, 1, 3, 1, 3)
 
 
 def parse(spec: str) -> tuple[int, float]:
