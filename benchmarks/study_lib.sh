@@ -15,7 +15,7 @@ publish() {  # publish PART: the comparison's report files and each finished run
     local dst="$DOC/$part/runs/${run#"$src"/runs/}"
     mkdir -p "$dst"
     cp "$run"/{config.yaml,metrics.jsonl,result.json} "$dst/"
-    cp "$run"/events.jsonl "$dst/" 2>/dev/null || true
+    cp "$run"/{events.jsonl,data.json} "$dst/" 2>/dev/null || true
     for sub in eval analysis; do  # the run's own results (small JSON), reused when its model is gone
       if [ -d "$run/$sub" ]; then mkdir -p "$dst/$sub" && cp "$run/$sub"/*.json* "$dst/$sub/" 2>/dev/null || true; fi
     done

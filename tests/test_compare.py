@@ -257,6 +257,27 @@ def test_a_finished_run_is_reused_only_for_the_config_it_trained(tmp_path):
         compare.check_reusable(run, config_mod.load("tiny", {"train.seed": "1", "model.d_model": "48"}))
 
 
+def test_a_finished_run_is_not_reused_once_its_text_has_changed(tmp_path):
+    """The config names a file, not its text: a run trained before the file (or the generator) changed is refused."""
+    from stackwise import config as config_mod
+    from stackwise import data as data_mod
+
+    text = tmp_path / "train.txt"
+    text.write_text("the first text\n" * 50)
+    cfg = config_mod.load("tiny", {"train.seed": "0", "data.train": str(text), "data.val": str(text)})
+    run = tmp_path / "seed0"
+    run.mkdir()
+    config_mod.save(cfg, run / "config.yaml")
+    data_mod.save_identity(cfg, run)
+    compare.check_reusable(run, cfg)  # unchanged: reused
+    text.write_text("another text\n" * 50)
+    with pytest.raises(UserError, match=r"cannot reuse it: the text of its train split .* has changed"):
+        compare.check_reusable(run, cfg)
+    (run / "data.json").write_text("[1, 2")
+    with pytest.raises(UserError, match="not the JSON object stackwise writes"):
+        compare.check_reusable(run, cfg)
+
+
 def test_calibration_times_each_step_cost_once_and_prices_each_arm_with_its_own(tmp_path, monkeypatch):
     from stackwise import calibrate
 

@@ -186,6 +186,18 @@ def test_resume_refuses_run_defining_changes_before_writing_anything(flag, value
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
 
 
+def test_resume_refuses_a_run_whose_text_has_changed_before_writing_anything(reference, tmp_path, capsys):
+    run = _rolled_back(reference, tmp_path, 6)
+    identity = json.loads((run / "data.json").read_text())
+    assert set(identity) == {"train", "val"}  # every run records its text by content
+    (run / "data.json").write_text(json.dumps({**identity, "train": "0" * 16}))  # as if the file had been edited
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume it: the text of its train split" in err and err.count("\n") == 1
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
 def test_events_are_trimmed_on_resume_like_metrics(reference, tmp_path):
     growth_events = [json.loads(line) for line in (reference / "events.jsonl").read_text().splitlines()]
     assert [e["step"] for e in growth_events] == [4]

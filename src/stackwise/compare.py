@@ -119,6 +119,9 @@ def check_reusable(run: Path, cfg: config_mod.Config) -> None:
         more = f" (and {len(diffs) - 1} more fields)" if len(diffs) > 1 else ""
         raise UserError(f"{run}: finished run trained with {key} {old!r} but this arm asks for {new!r}{more}; "
                         "move it away or use another --out")
+    from stackwise import data as data_mod  # (here: `stackwise report` imports this module and needs no data code)
+
+    data_mod.check_identity(run, cfg, "reuse")
 
 
 def job_env(jobs: int, slot: int, environ: dict[str, str], gpus: int) -> dict[str, str]:

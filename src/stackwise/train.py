@@ -229,6 +229,7 @@ def _resume_point(cfg: config_mod.Config, out: Path, resume: bool, world: parall
         return None
     loaded = checkpoint.latest(out, warn=log)
     config_mod.check_resume(loaded.cfg, cfg)
+    data_mod.check_identity(out, cfg, "resume")
     log(f"resuming from {loaded.path} at step {loaded.trainer['step']} with {world.size} process(es)")
     return loaded
 
@@ -244,6 +245,7 @@ class Trainer:
         parallel.check_fits(cfg, world, self.device)
         if world.main:
             config_mod.save(cfg, out / "config.yaml")
+            data_mod.save_identity(cfg, out)
         parallel.configure_backend(self.device)
         torch.manual_seed(t.seed)
         if not world.main:

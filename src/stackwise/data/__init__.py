@@ -7,6 +7,7 @@ a changed corpus or vocab size rebuilds and an unchanged one is reused across ru
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import sys
@@ -56,6 +57,39 @@ def _cache_dir(cfg: Config) -> Path:
 def train_source(cfg: Config) -> str:
     """The training split's source spec: data.mix (as a mix: spec) when set, else data.train."""
     return sources.MIX_PREFIX + cfg.data.mix if cfg.data.mix else cfg.data.train
+
+
+IDENTITY_FILE = "data.json"
+
+
+def identity(cfg: Config) -> dict[str, str]:
+    """What a run trains and validates on, by content: the fingerprints of its train and validation sources (an
+    edited file, another generator version or another mix changes them; the config alone names a path or a spec, not
+    the text behind it). Saved with every run as data.json."""
+    return {"train": sources.fingerprint(train_source(cfg), "train", cfg.data.text_field),
+            "val": sources.fingerprint(cfg.data.val, "val", cfg.data.text_field)}
+
+
+def save_identity(cfg: Config, run: Path) -> None:
+    (run / IDENTITY_FILE).write_text(json.dumps(identity(cfg), indent=2) + "\n")
+
+
+def check_identity(run: Path, cfg: Config, action: str) -> None:
+    """Refuse, in one line, to `action` (resume, reuse) a run whose text has changed since it trained. A run from
+    before data.json existed has nothing to compare and passes."""
+    path = run / IDENTITY_FILE
+    if not path.is_file():
+        return
+    try:
+        stored = json.loads(path.read_text())
+        assert isinstance(stored, dict)
+    except (ValueError, AssertionError):
+        raise UserError(f"{path}: not the JSON object stackwise writes; cannot tell what the run trained on") from None
+    now = identity(cfg)
+    for split, spec in (("train", train_source(cfg)), ("val", cfg.data.val)):
+        if stored.get(split) != now[split]:
+            raise UserError(f"{run}: cannot {action} it: the text of its {split} split ({spec}) has changed since it "
+                            f"trained (content fingerprint {stored.get(split)} then, {now[split]} now)")
 
 
 def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
