@@ -176,10 +176,7 @@ def drill(rng: random.Random) -> str:
             lines.append(bind.format(n=name, v=src))
         asked = rng.choice(list(value_of))
         indent = rng.choice(("", " "))
-        if separator == ", ":
-            body = indent + ", ".join(lines)
-        else:
-            body = "\n".join(indent + line for line in lines)
+        body = indent + ", ".join(lines) if separator == ", " else "\n".join(indent + line for line in lines)
         problems.append(f"{body}\n{indent}{ask.format(n=asked, v=value_of[asked])}")
     return "\n\n".join(problems)
 
