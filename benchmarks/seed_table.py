@@ -16,6 +16,12 @@ import json
 from pathlib import Path
 
 
+def _interval(mean: float, ci: list[float] | None, digits: int = 4) -> str:
+    """`+0.0123 [−0.004, +0.028]`, with typographic minus signs (a missing interval: nan)."""
+    lo, hi = ci or (float("nan"), float("nan"))
+    return f"{mean:+.{digits}f} [{lo:+.3f}, {hi:+.3f}]".replace("-", "−")
+
+
 def seed_table(summary: list[dict], names: dict[str, str], digits: int = 4) -> str:
     rows = [r for r in summary if r.get("per_seed_final_val_loss")]
     assert rows, "no arm with finished seeds"
@@ -31,12 +37,11 @@ def seed_table(summary: list[dict], names: dict[str, str], digits: int = 4) -> s
             diff, reach = "(reference)", ""
         else:
             d = row.get("paired_final_loss_diff") or {}
-            lo, hi = d.get("ci95") or (float("nan"), float("nan"))
-            diff = f"{d['mean']:+.{digits}f} [{lo:+.3f}, {hi:+.3f}]" if d else ""
+            diff = _interval(d["mean"], d.get("ci95"), digits) if d else ""
             paired = [s for s in per if s in base]
             reach = f"{sum(per[s] <= base[s] for s in paired)}/{len(paired)}"
         name = names.get(row["method"], row["method"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {diff.replace('-', '−')} | {reach} |")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {diff} | {reach} |")
     return "\n".join(lines)
 
 
@@ -49,9 +54,8 @@ def pair_table(summary: list[dict], pairs: list[tuple[str, str]], names: dict[st
         assert a in per and b in per, f"no arm {a if a not in per else b} in this comparison"
         diffs = [per[a][s] - per[b][s] for s in per[a] if s in per[b]]
         d = paired_difference(diffs)
-        lo, hi = d["ci95"] or (float("nan"), float("nan"))
-        cell = f"{d['mean']:+.4f} [{lo:+.3f}, {hi:+.3f}]".replace("-", "−")
-        lines.append(f"| {names.get(a, a)} − {names.get(b, b)} | {cell} | {sum(x < 0 for x in diffs)}/{len(diffs)} |")
+        lines.append(f"| {names.get(a, a)} − {names.get(b, b)} | {_interval(d['mean'], d['ci95'])} | "
+                     f"{sum(x < 0 for x in diffs)}/{len(diffs)} |")
     return "\n".join(lines)
 
 

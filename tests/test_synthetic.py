@@ -56,12 +56,16 @@ def test_programs_print_the_values_their_names_hold():
     assert looked_up == {True, False}  # both forms: print(x) and the bare x the REPL echoes
 
 
+def _template_re(template: str, name: str = "([a-z])", value: str = r"(\d+)") -> str:
+    """A drill template as a regular expression: `{n}` matches `name`, `{v}` matches `value`."""
+    return re.escape(template).replace(re.escape("{n}"), name).replace(re.escape("{v}"), value)
+
+
 def _drill_form(doc: str) -> tuple[str, str] | None:
     """The drill form a document is written in, or None if it is not a drill."""
+    last = doc.strip().splitlines()[-1].strip()
     for bind, ask in synthetic.DRILL_FORMS:
-        last = doc.strip().splitlines()[-1].strip()
-        pattern = re.escape(ask).replace(re.escape("{n}"), "[a-z]").replace(re.escape("{v}"), r"\d+")
-        if re.fullmatch(pattern, last) and not doc.startswith((">>>", "Words:")):
+        if re.fullmatch(_template_re(ask), last) and not doc.startswith((">>>", "Words:")):
             return bind, ask
     return None
 
@@ -73,8 +77,7 @@ def test_drills_answer_with_the_value_the_asked_name_holds():
         doc = synthetic.drill(rng)
         bind, ask = _drill_form(doc)
         forms.add(bind)
-        bind_re = re.escape(bind).replace(re.escape("{n}"), "([a-z])").replace(re.escape("{v}"), r"([a-z]|\d+)")
-        ask_re = re.escape(ask).replace(re.escape("{n}"), "([a-z])").replace(re.escape("{v}"), r"(\d+)")
+        bind_re, ask_re = _template_re(bind, value=r"([a-z]|\d+)"), _template_re(ask)
         for problem in doc.split("\n\n"):  # each problem is self-contained: its own names and values
             *body, question = problem.splitlines()
             layouts.add(len(body) == 1)

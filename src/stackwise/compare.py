@@ -107,9 +107,10 @@ def run_dir(out: Path, arm: Arm, seed: int) -> Path:
     return out / "runs" / arm.label / f"seed{seed}"
 
 
-def check_reusable(run: Path, cfg: config_mod.Config) -> None:
+def check_reusable(run: Path, cfg: config_mod.Config, known: dict | None = None) -> None:
     """A finished run is reused only if it trained exactly what this arm asks for: a recipe edited since (or a run
-    copied in from another comparison) is refused with one line rather than silently reported under this arm."""
+    copied in from another comparison), or text changed since, is refused with one line rather than silently
+    reported under this arm. `known`: the text fingerprints taken so far (data.check_identity)."""
     saved = run / "config.yaml"
     if not saved.is_file():
         raise UserError(f"{run}: finished run without config.yaml; cannot tell what it trained (move it away)")
@@ -121,7 +122,7 @@ def check_reusable(run: Path, cfg: config_mod.Config) -> None:
                         "move it away or use another --out")
     from stackwise import data as data_mod  # (here: `stackwise report` imports this module and needs no data code)
 
-    data_mod.check_identity(run, cfg, "reuse")
+    data_mod.check_identity(run, cfg, "reuse", known)
 
 
 def job_env(jobs: int, slot: int, environ: dict[str, str], gpus: int) -> dict[str, str]:
@@ -183,11 +184,12 @@ def run(config: str | None, methods: str, seeds: int, equal_compute: bool, out: 
         arm_config(base, arm, common)
     if equal_compute:
         arms.append(equal_compute_arm(base, arms, common))
+    known: dict = {}  # each distinct text is fingerprinted once, however many finished runs share it
     for seed in range(seeds):  # before compare.json is rewritten: a refused comparison leaves the old one intact
         for arm in arms:
             if (run_dir(out, arm, seed) / "result.json").is_file():
                 seeded = Arm(arm.label, {**arm.overrides, "train.seed": str(seed)}, arm.max_seeds)
-                check_reusable(run_dir(out, arm, seed), arm_config(base, seeded, common))
+                check_reusable(run_dir(out, arm, seed), arm_config(base, seeded, common), known)
     out.mkdir(parents=True, exist_ok=True)
     spec = {"config": base, "common": common, "seeds": list(range(seeds)), "command": command,
             "arms": [{"label": a.label, "overrides": a.overrides, "max_seeds": a.max_seeds} for a in arms]}

@@ -340,14 +340,13 @@ def _headline(row: dict[str, Any]) -> str:
         paired = f"{diff['mean']:+.4f}" + ("" if diff["ci95"] is None else
                                            f" [{diff['ci95'][0]:+.4f}, {diff['ci95'][1]:+.4f}]")
 
-    def speed(v: float | None) -> str:
-        return "—" if v is None else f"{v:.2f}×"
+    def speeds(d: dict[str, Any]) -> str:  # "FLOPs / calibrated"
+        return " / ".join("—" if d[k] is None else f"{d[k]:.2f}×" for k in ("flops", "calibrated_wall"))
 
-    reached = speed(curve["flops"]) + " / " + speed(curve["calibrated_wall"])
+    reached = speeds(curve)
     if curve["flops"] is None and curve["gap"]:
         reached += f" (gap {curve['gap']:+.3f})"
-    equivalent = curve.get("compute_equivalent") or {}  # (absent from summaries written before it existed)
-    equivalent = speed(equivalent.get("flops")) + " / " + speed(equivalent.get("calibrated_wall"))
+    equivalent = speeds(curve["compute_equivalent"])
     seeds = " / ".join(f"{v:.3f}" for v in row["per_seed_final_val_loss"].values())
     return (f"| {row['method']} | {len(row['seeds'])} | {_fmt(row['final_val_loss'], 4)} | {paired} | {reached} | "
             f"{equivalent} | {row['reached_baseline_loss']} | {seeds} |")

@@ -245,7 +245,8 @@ class Trainer:
         parallel.check_fits(cfg, world, self.device)
         if world.main:
             config_mod.save(cfg, out / "config.yaml")
-            data_mod.save_identity(cfg, out)
+            if not (out / data_mod.IDENTITY_FILE).is_file():  # (a resumed run's was checked in _resume_point)
+                data_mod.save_identity(cfg, out)
         parallel.configure_backend(self.device)
         torch.manual_seed(t.seed)
         if not world.main:

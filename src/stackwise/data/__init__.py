@@ -74,9 +74,10 @@ def save_identity(cfg: Config, run: Path) -> None:
     (run / IDENTITY_FILE).write_text(json.dumps(identity(cfg), indent=2) + "\n")
 
 
-def check_identity(run: Path, cfg: Config, action: str) -> None:
+def check_identity(run: Path, cfg: Config, action: str, known: dict | None = None) -> None:
     """Refuse, in one line, to `action` (resume, reuse) a run whose text has changed since it trained. A run from
-    before data.json existed has nothing to compare and passes."""
+    before data.json existed has nothing to compare and passes. `known`: fingerprints already taken by the caller
+    (filled in here), so that runs sharing one corpus read it once."""
     path = run / IDENTITY_FILE
     if not path.is_file():
         return
@@ -85,7 +86,9 @@ def check_identity(run: Path, cfg: Config, action: str) -> None:
         assert isinstance(stored, dict)
     except (ValueError, AssertionError):
         raise UserError(f"{path}: not the JSON object stackwise writes; cannot tell what the run trained on") from None
-    now = identity(cfg)
+    key = (train_source(cfg), cfg.data.val, cfg.data.text_field)
+    known = {} if known is None else known
+    now = known[key] if key in known else known.setdefault(key, identity(cfg))
     for split, spec in (("train", train_source(cfg)), ("val", cfg.data.val)):
         if stored.get(split) != now[split]:
             raise UserError(f"{run}: cannot {action} it: the text of its {split} split ({spec}) has changed since it "
