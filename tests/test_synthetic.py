@@ -21,22 +21,43 @@ def _docs(spec: str, split: str = "train", n: int = 3000) -> list[str]:
     return list(itertools.islice(sources.documents(spec, split), n))
 
 
+def _kind(doc: str) -> str:
+    """Which of the generator's kinds a document is."""
+    if doc.startswith("Words:"):
+        return "repeat"
+    if doc.startswith(">>>") or "print(" in doc:
+        return "program"
+    if _drill_forms(doc) is not None:
+        return "drill"
+    return "story" if doc.split()[0] in synthetic.NAMES else "arithmetic"
+
+
 def test_the_generator_is_seeded():
     assert _docs("synthetic", n=200) == _docs("synthetic:0", n=200) == _docs("synthetic:0:16", n=200)
     assert _docs("synthetic:1", n=200) != _docs("synthetic", n=200)
     assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
     docs = _docs("synthetic", n=4000)
-    kinds = {d.split()[0] for d in docs}
-    assert {">>>", "Words:"} <= kinds  # programs and repeats, beside arithmetic lines, stories and drills
-    # look-ups, copying and drills are drawn three times as often as arithmetic and stories (weights 3, 1, 3, 1, 3)
-    drills = [d for d in docs if _drill_form(d) is not None]
-    assert sum(d.startswith((">>>", "Words:")) for d in docs) / len(docs) == pytest.approx(6 / 11, abs=0.03)
-    assert len(drills) / len(docs) == pytest.approx(3 / 11, abs=0.03)
-    repeats = [m for d in docs if (m := re.fullmatch(r"Words: ([a-z ]+)\.\nFrom ([a-z]+) on: ([a-z ]+)\.", d))]
-    assert len(repeats) > 1000
-    for m in repeats:  # a repeat copies the list from a named word to its end
-        words = m[1].split()
-        assert m[3].split() == words[words.index(m[2]):]
+    # documents per kind follow the weights (program 5, arithmetic 2, repeat 9, story 2, drill 3)
+    counts = {kind: 0 for kind in ("program", "arithmetic", "repeat", "story", "drill")}
+    for d in docs:
+        counts[_kind(d)] += 1
+    for kind, weight in zip(counts, synthetic.WEIGHTS):
+        assert counts[kind] / len(docs) == pytest.approx(weight / sum(synthetic.WEIGHTS), abs=0.03), kind
+    # repeats: the list from a named word to its end, or a run of it and the word that follows the run
+    forms = set()
+    for d in docs:
+        if m := re.fullmatch(r"Words: ([a-z ]+)\.\nFrom ([a-z]+) on: ([a-z ]+)\.", d):
+            words = m[1].split()
+            assert m[3].split() == words[words.index(m[2]):]
+            forms.add("from")
+        elif m := re.fullmatch(r"Words: ([a-z ]+)\.\nAfter ([a-z ]+) comes ([a-z]+)\.", d):
+            words, run = m[1].split(), m[2].split()
+            start = words.index(run[0])
+            assert 2 <= len(run) <= 5 and words[start:start + len(run) + 1] == [*run, m[3]]
+            forms.add("after")
+        else:
+            assert not d.startswith("Words:"), d
+    assert forms == {"from", "after"}
     total = sum(len(d) + 1 for d in sources.documents("synthetic:3:0.5", "train"))
     assert 0.5e6 <= total < 0.5e6 + 2000 and sources.size_bytes("synthetic:3:0.5", "train") == 500_000
 
@@ -44,16 +65,21 @@ def test_the_generator_is_seeded():
 def test_programs_print_the_values_their_names_hold():
     rng = random.Random(5)
     looked_up = set()
-    for _ in range(300):
+    for _ in range(600):
         lines = synthetic.program(rng).splitlines()
         env: dict[str, int] = {}
         for line, nxt in zip(lines, [*lines[1:], ""]):
-            if m := re.fullmatch(r">>> ([a-z]) = (.+)", line):
+            if m := re.fullmatch(r"(?:>>> )?([a-z]) ?= ?(.+)", line):
                 env[m[1]] = eval(m[2], {}, dict(env))  # noqa: S307 (our own generated arithmetic)
             elif m := re.fullmatch(r">>> print\(([a-z])\)|>>> ([a-z])", line):
                 assert nxt == str(env[m[1] or m[2]])
-                looked_up.add(line.startswith(">>> print("))
-    assert looked_up == {True, False}  # both forms: print(x) and the bare x the REPL echoes
+                looked_up.add("echo" if line.startswith(">>> print(") else "bare")
+            elif m := re.fullmatch(r"print\(([a-z])\)  # (\d+)", line):
+                assert int(m[2]) == env[m[1]]
+                looked_up.add("script")
+            else:
+                assert re.fullmatch(r"\d+", line), line  # a REPL's echoed result
+    assert looked_up == {"echo", "bare", "script"}  # print(x) and the bare x in a REPL, print(x)  # 457 in a script
 
 
 def _template_re(template: str, name: str = "([a-z])", value: str = r"(\d+)") -> str:
@@ -61,26 +87,30 @@ def _template_re(template: str, name: str = "([a-z])", value: str = r"(\d+)") ->
     return re.escape(template).replace(re.escape("{n}"), name).replace(re.escape("{v}"), value)
 
 
-def _drill_form(doc: str) -> tuple[str, str] | None:
-    """The drill form a document is written in, or None if it is not a drill."""
-    last = doc.strip().splitlines()[-1].strip()
-    for bind, ask in synthetic.DRILL_FORMS:
-        if re.fullmatch(_template_re(ask), last) and not doc.startswith((">>>", "Words:")):
+def _drill_forms(doc: str) -> tuple[str, str] | None:
+    """The (binding, question) forms a document is written in, or None if it is not a drill."""
+    if doc.startswith((">>>", "Words:")):
+        return None
+    first, last = doc.splitlines()[0].strip().split(", ")[0], doc.strip().splitlines()[-1].strip()
+    for bind, ask in itertools.product(synthetic.DRILL_BINDINGS, synthetic.DRILL_QUESTIONS):
+        if re.fullmatch(_template_re(ask), last) and re.fullmatch(_template_re(bind), first):
             return bind, ask
     return None
 
 
 def test_drills_answer_with_the_value_the_asked_name_holds():
     rng = random.Random(3)
-    forms, depths, layouts = set(), set(), set()
-    for _ in range(400):
+    binds, asks, depths, layouts, indents = set(), set(), set(), set(), set()
+    for _ in range(1000):
         doc = synthetic.drill(rng)
-        bind, ask = _drill_form(doc)
-        forms.add(bind)
+        bind, ask = _drill_forms(doc)
+        binds.add(bind)
+        asks.add(ask)
         bind_re, ask_re = _template_re(bind, value=r"([a-z]|\d+)"), _template_re(ask)
         for problem in doc.split("\n\n"):  # each problem is self-contained: its own names and values
             *body, question = problem.splitlines()
             layouts.add(len(body) == 1)
+            indents.add((bind, question.startswith(" ")))
             env, depth = {}, {}
             for binding in ", ".join(body).split(", "):
                 n, v = re.fullmatch(bind_re, binding.strip()).groups()
@@ -88,7 +118,10 @@ def test_drills_answer_with_the_value_the_asked_name_holds():
             n, v = re.fullmatch(ask_re, question.strip()).groups()
             assert env[n] == int(v)
             depths |= set(depth.values())
-    assert len(forms) == len(synthetic.DRILL_FORMS) and depths == {0, 1, 2} and layouts == {True, False}
+    assert binds == set(synthetic.DRILL_BINDINGS) and asks == set(synthetic.DRILL_QUESTIONS)
+    assert depths == {0, 1, 2} and layouts == {True, False}
+    assert (synthetic.COMPACT, True) not in indents  # compact bindings are never indented (the basic form's ` x=5`)
+    assert ("{n} = {v}", True) in indents and ("{n} = {v}", False) in indents
 
 
 def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
@@ -107,7 +140,10 @@ def test_it_is_not_the_evaluation_set():
     for phrase in ("Fill in blank", "=__ ->", "=_ ->", "___", "mathematical equations", "What is the value of",
                    "What is the numerical value of", "Question:", "Answer:", "Program:", "Python program"):
         assert phrase not in text, phrase
-    assert not re.search(r"[a-z]=\d", text)  # the primitives write x=5; here always x = 45
+    # the basic form's indented ` x=5` lines never; compact `x=457` lines only unindented and with values of 21 and up
+    assert not re.search(r"(^|\n) +[a-z]=", text)
+    compact = [(m[1], int(m[2])) for m in re.finditer(r"\b([a-z])=(\d+)\b", text)]
+    assert compact and min(v for _, v in compact) >= 21 and not set(compact) & _eval_bindings()
     assert not re.search(r"(^|\s)[+-]\d[+-]\d=", text)  # nor signed-digit sums like +1+9=
     # no (name, value) binding the primitives can ask about: theirs take values 0-20, ours 21 and up
     ours = {(m[1], int(m[2])) for m in re.finditer(r"\b([a-z]) = (\d+)\b", text)}

@@ -3,24 +3,28 @@
 Small models learn variable binding, copying and look-ups when their training text holds such structure (Physics of
 Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on variable binding). Each document is one of:
 
-  program     a Python REPL session: assignments, aliases (chains up to three deep, re-bound names), and look-ups
-              with their results: `>>> print(x)`, or the bare `>>> x` that the REPL echoes (the name written
-              both without and with the leading space it has where it is bound)
+  program     a Python REPL session or script: assignments, aliases (chains up to three deep, re-bound names), and
+              look-ups with their results: `>>> print(x)`, or the bare `>>> x` that the REPL echoes (the name
+              written both without and with the leading space it has where it is bound), or in a script
+              `print(x)  # 457`; scripts write `x = 457` or the compact `x=457`
   arithmetic  sums, differences and small products with their results, one per line
-  repeat      a list of made-up and real words, then a run of it repeated from a named word (induction / copying)
+  repeat      a list of made-up and real words, then a run of it repeated from a named word to the end, or a short
+              run of it and the word that follows the run (induction / copying)
   story       a small word problem told with its answer
-  drill       several short look-up problems in a row, separated by blank lines, all in one of several surface
-              forms (`let x be 457` ... `so x is 457`, `x := 457` ... `x => 457`, ...): numbers bound, aliased up to
-              two deep, and one name asked about per problem, so that a look-up is not tied to one wording and
-              the text has the shape of a few-shot prompt (solved problems, then another)
+  drill       several short look-up problems in a row, separated by blank lines, the bindings in one of several
+              forms (`let x be 457`, `x := 457`, `x=457`, ...) and the questions in another, drawn apart (`so x
+              is 457`, `what does x hold? 457`, `x = ? gives 457`, ...): numbers bound, aliased up to two deep,
+              and one name asked about per problem, so that a look-up is not tied to one wording and the text has
+              the shape of a few-shot prompt (solved problems, then another)
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
   of 21-999, so no (name, value) pair the primitives can ask about is ever trained on;
 - none of the primitives' templates appears: no "Fill in blank", no "=__ ->" or "=_ ->", no "mathematical
-  equations" header, no "What is the (numerical) value of", no "Question:" / "Answer:" lines, no assignment
-  without spaces around "=" (the primitives write `x=5`, here it is `x = 45`), and no signed-digit sums
-  (`+1+9=`): arithmetic is written `37 + 48 = 85`;
+  equations" header, no "What is the (numerical) value of", no "Question:" / "Answer:" lines, no "Program:"
+  header, no indented compact binding (the basic form's ` x=5` lines; compact `x=457` lines, the notation of the
+  math and code forms' equations, are written here only unindented and with values of 21 and up), and no
+  signed-digit sums (`+1+9=`): arithmetic is written `37 + 48 = 85`;
 - copying uses words of four or more letters, never the primitives' three-letter words.
 
 Spec: `synthetic[:SEED[:MB]]` as a source (data.train, data.val, or inside data.mix); SEED (default 0) picks the
@@ -35,8 +39,10 @@ from collections.abc import Iterator
 
 # part of the source fingerprint: a change to the generator rebuilds caches (2: more look-ups, half of them bare
 # echoes; 3: repeats run to the end of the list, look-ups and repeats drawn three times as often; 4: look-up drills
-# in several surface forms)
-VERSION = "synthetic-4"
+# in several surface forms; 5: programs also as scripts and in compact `x=457` notation, drill questions drawn apart
+# from the bindings' form with tokens between the name and its value, repeats that ask for the word after a run, and
+# the repeats' share of the text back to version 3's)
+VERSION = "synthetic-5"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -72,15 +78,26 @@ def _value(rng: random.Random) -> int:
     return rng.choice(VALUES)
 
 
+# how a program is written: (assignment, look-up with its result); a REPL session echoes each result on its own line,
+# a script prints it with the result in a comment. `{n}` a name, `{v}` a value or an expression
+PROGRAM_LAYOUTS = {
+    "repl": (">>> {n} = {v}", (">>> print({n})\n{r}", ">>> {n}\n{r}")),
+    "script": ("{n} = {v}", ("print({n})  # {r}",)),
+    "compact": ("{n}={v}", ("print({n})  # {r}",)),
+}
+
+
 def program(rng: random.Random) -> str:
-    """A REPL session: bind numbers, alias them (chains up to three deep), re-bind some, look values up, and end
-    with one to three look-ups."""
+    """A REPL session or a script: bind numbers, alias them (chains up to three deep), re-bind some, look values up,
+    and end with one to three look-ups."""
+    assign, look_ups = PROGRAM_LAYOUTS[rng.choice(("repl", "repl", "script", "compact"))]
+    compact = assign == "{n}={v}"
     names = rng.sample(LETTERS, rng.randint(4, 10))
     value_of: dict[str, int] = {}
     lines = []
 
     def look_up(name: str) -> None:
-        lines.extend([f">>> print({name})" if rng.random() < 0.5 else f">>> {name}", str(value_of[name])])
+        lines.append(rng.choice(look_ups).format(n=name, r=value_of[name]))
 
     for _ in range(rng.randint(6, 16)):
         bound = list(value_of)
@@ -88,15 +105,15 @@ def program(rng: random.Random) -> str:
         if not bound or kind < 0.3:  # a number
             name, value = rng.choice(names), _value(rng)
             value_of[name] = value
-            lines.append(f">>> {name} = {value}")
+            lines.append(assign.format(n=name, v=value))
         elif kind < 0.55:  # an alias: takes the value the source has now
             name, src = rng.choice(names), rng.choice(bound)
             value_of[name] = value_of[src]
-            lines.append(f">>> {name} = {src}")
+            lines.append(assign.format(n=name, v=src))
         elif kind < 0.65:  # a sum of a bound name and a number
             name, src, add = rng.choice(names), rng.choice(bound), rng.randint(1, 9)
             value_of[name] = value_of[src] + add
-            lines.append(f">>> {name} = {src} + {add}")
+            lines.append(assign.format(n=name, v=f"{src}+{add}" if compact else f"{src} + {add}"))
         else:
             look_up(rng.choice(bound))
     for _ in range(rng.randint(1, 3)):
@@ -122,8 +139,8 @@ def _made_up_word(rng: random.Random) -> str:
 
 
 def repeat(rng: random.Random) -> str:
-    """A list of distinct words, then the list repeated from one of them to its end (the run is the induction
-    target)."""
+    """A list of distinct words, then either the list repeated from one of them to its end, or a short run of it and
+    the word that follows the run (both are induction targets: copying, and the word after a copied run)."""
     made_up = rng.random() < 0.5
     words: list[str] = []
     n = rng.randint(8, 16)
@@ -131,8 +148,12 @@ def repeat(rng: random.Random) -> str:
         w = _made_up_word(rng) if made_up else rng.choice(WORDS)
         if w not in words:
             words.append(w)
-    run = words[rng.randrange(0, n - 3):]  # from a named word to the end of the list
-    return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
+    if rng.random() < 0.5:
+        run = words[rng.randrange(0, n - 3):]  # from a named word to the end of the list
+        return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
+    start = rng.randrange(0, n - 2)
+    run = words[start:start + rng.randint(2, min(5, n - 1 - start))]
+    return f"Words: {' '.join(words)}.\nAfter {' '.join(run)} comes {words[start + len(run)]}."
 
 
 def story(rng: random.Random) -> str:
@@ -143,25 +164,25 @@ def story(rng: random.Random) -> str:
     return f"{who} has {a} {thing}. {who} gives away {b}. Now {who} has {a - b} {thing}."
 
 
-# (binding, question with its answer) of a drill: `{n}` a name, `{v}` a value or, in a binding, another name. None
-# is a primitive's template (tests/test_synthetic.py): the primitives write `x=5`, `x=__ ->`, `What is the value of`
-DRILL_FORMS = (
-    ("{n} = {v}", "{n}? {v}"),
-    ("let {n} be {v}", "so {n} is {v}"),
-    ("{n} := {v}", "{n} => {v}"),
-    ("set {n} to {v}", "get {n}: {v}"),
-    ("{n} <- {v}", "show {n} gives {v}"),
-)
+# A drill's bindings and its question are written in one of these forms each, drawn independently: `{n}` a name, `{v}`
+# a value or, in a binding, another name. The questions put zero to three tokens between the asked name and its
+# value, so that a look-up is not tied to the answer following the name. None is a primitive's template
+# (tests/test_synthetic.py): the primitives ask `x=__ ->`, `What is the (numerical) value of x?` and `Answer:`
+DRILL_BINDINGS = ("{n} = {v}", "let {n} be {v}", "{n} := {v}", "set {n} to {v}", "{n} <- {v}", "{n}={v}")
+DRILL_QUESTIONS = ("{n}? {v}", "so {n} is {v}", "{n} => {v}", "get {n}: {v}", "show {n} gives {v}",
+                   "what does {n} hold? {v}", "{n} = ? gives {v}", "ask {n}, reply {v}")
+COMPACT = "{n}={v}"  # the primitives' own notation, written here only unindented (their basic form indents it)
 
 
 def drill(rng: random.Random) -> str:
-    """Two to six look-up problems in one surface form, separated by blank lines. Each binds three to six names to
-    numbers, aliases up to four names to them (an alias of an alias is two deep), then asks one name's value and
-    gives it. Every line of a problem is indented alike (no indent, or one space)."""
-    bind, ask = rng.choice(DRILL_FORMS)
+    """Two to five look-up problems in one binding form and one question form, separated by blank lines. Each binds
+    three to six names to numbers, aliases up to four names to them (an alias of an alias is two deep), then asks
+    one name's value and gives it. Every line of a problem is indented alike (no indent, or one space; compact
+    bindings are never indented)."""
+    bind, ask = rng.choice(DRILL_BINDINGS), rng.choice(DRILL_QUESTIONS)
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
-    for _ in range(rng.randint(2, 6)):
+    for _ in range(rng.randint(2, 5)):
         names = rng.sample(LETTERS, rng.randint(4, 10))
         value_of: dict[str, int] = {}
         depth: dict[str, int] = {}
@@ -175,16 +196,17 @@ def drill(rng: random.Random) -> str:
             value_of[name], depth[name] = value_of[src], depth[src] + 1
             lines.append(bind.format(n=name, v=src))
         asked = rng.choice(list(value_of))
-        indent = rng.choice(("", " "))
+        indent = "" if bind == COMPACT else rng.choice(("", " "))
         body = indent + ", ".join(lines) if separator == ", " else "\n".join(indent + line for line in lines)
         problems.append(f"{body}\n{indent}{ask.format(n=asked, v=value_of[asked])}")
     return "\n\n".join(problems)
 
 
 KINDS = (program, arithmetic, repeat, story, drill)
-# documents drawn per kind: look-ups and copying, the structure the reasoning primitives need, three times as often
-# as arithmetic and stories (induction heads, which both need, form only when copying is frequent in the data)
-WEIGHTS = (3, 1, 3, 1, 3)
+# documents drawn per kind, so that of the text about 37% is repeats (copying: induction heads form only when it is
+# frequent in the data; version 4's drills had halved it, and no head formed), 25% programs, 28% drills and 10%
+# arithmetic and stories
+WEIGHTS = (5, 2, 9, 2, 3)
 
 
 def parse(spec: str) -> tuple[int, float]:
