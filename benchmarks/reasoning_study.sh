@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The reasoning study behind docs/results/reasoning/ (recipes/reasoning.yaml: an 8-layer d_model 128 model on prose
+# The reasoning study behind docs/results/reasoning/ (recipes/reasoning.yaml: an 8-layer d_model 64 model on prose
 # mixed with generated reasoning-rich text, primitives scored during training). Parts, in order; each resumable
 # (finished runs and their evaluations are reused; published small files are restored on a fresh checkout):
 #
-#   pilot   the fixed-depth baseline at synthetic shares 0.4, 0.1 and 0.2, in that order, each only while needed
+#   pilot   the fixed-depth baseline at synthetic shares 0.7, 0.4, 0.1 and 0.2, in that order, each only while needed
 #           (1 seed each): 5-shot primitives (n=200), then the fine-tuning probe if those clear; the smallest share
 #           at which at least four tasks, one of them a depth-1 variable assignment, have a 95% interval above
 #           chance 5-shot, and every probe data seed's accuracy has one too, is the study's share
@@ -40,7 +40,7 @@ evaluate() {  # evaluate PART: primitives, probe and analyses of every run of th
   $SW eval "$OUT/$1" "${EVAL[@]}" && $SW probe "$OUT/$1" "${PROBE[@]}" && $SW analyze "$OUT/$1" "${ANALYZE[@]}"
 }
 
-SHARES="0.1 0.2 0.4"
+SHARES="0.1 0.2 0.4 0.7"
 cleared() {  # cleared SHARE [5shot]: did that pilot's baseline clear chance? (5-shot: >= 4 tasks, one a depth-1
   # assignment, with 95% intervals above chance; the probe: every data seed's 95% interval above chance; `5shot`
   # checks the first part alone) prints why
@@ -81,9 +81,10 @@ pilot() {  # pilot SHARE: the baseline at that synthetic share, evaluated and pu
 }
 
 if [[ $PART == pilot || $PART == all ]]; then
-  # a bisection over the shares: the largest first (if even it does not clear, no share will, and the recipe's budget
-  # is what must change); if it clears, the smallest; the middle one only when the smallest does not clear
-  pilot 0.4 && { pilot 0.1 || pilot 0.2 || true; } || true
+  # a search down the shares: the largest first (if even it does not clear, no share will, and the recipe's budget
+  # is what must change); while one clears, the next smaller (0.4, then the smallest, 0.1); 0.2 only when 0.4
+  # cleared and 0.1 did not
+  pilot 0.7 && { pilot 0.4 && { pilot 0.1 || pilot 0.2 || true; } || true; } || true
 fi
 
 if [[ $PART == study || $PART == all ]]; then

@@ -146,7 +146,7 @@ def test_evaluate_on_a_real_tiny_model(tiny_cfg):
     import torch
 
     from stackwise import data as data_mod
-    from stackwise.evals.scoring import StackwiseLM
+    from stackwise.evals.scoring import MAX_NEW_TOKENS, StackwiseLM
     from stackwise.model import Transformer
     cfg = tiny_cfg()
     tok, _ = data_mod.tokenizer_for(cfg, log=lambda *_: None)
@@ -154,7 +154,18 @@ def test_evaluate_on_a_real_tiny_model(tiny_cfg):
     lm = StackwiseLM(Transformer(cfg.model), tok, context=cfg.train.seq_len)
     out = evaluate(lm, ["var1_code", "arithmetic"], n=3, shots=2)
     assert out["var1_code"]["multiple_choice"]["n"] == 3 and out["arithmetic"]["generation"]["n"] == 3
-    assert lm.truncated > 0  # 2-shot code prompts exceed a 32-token context; the end is kept
+    # 2-shot code prompts exceed a 32-token context (the end is kept): each counts once, though generation and
+    # multiple choice both read it
+    import random
+
+    from stackwise.evals.primitives import TASKS, kshot
+    too_long = 0
+    for name in ("var1_code", "arithmetic"):
+        rng = random.Random(f"0:{name}")
+        for _ in range(3):
+            prompt, _ = kshot(TASKS[name], rng, 2)
+            too_long += len(tok.encode(prompt, add_special_tokens=False).ids) > cfg.train.seq_len - MAX_NEW_TOKENS
+    assert lm.truncated == too_long >= 3
 
 
 def test_stackwise_lm_scores_equal_a_full_forward_per_candidate(tiny_cfg):

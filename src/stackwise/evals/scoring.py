@@ -38,7 +38,8 @@ class StackwiseLM:
     def __init__(self, model, tokenizer, context: int, answer_room: int = MAX_NEW_TOKENS):
         self.model, self.tok, self.context, self.answer_room = model.eval(), tokenizer, context, answer_room
         self.device = next(model.parameters()).device
-        self.truncated = 0
+        self.truncated = 0  # prompts cut to fit (generation and multiple choice on one prompt count it once)
+        self._last_cut: list[int] | None = None
         self._last: tuple[list[int], torch.Tensor, list] | None = None  # the last prefill: ids, logits, cache entries
 
     def _ids(self, text: str) -> list[int]:
@@ -47,7 +48,9 @@ class StackwiseLM:
     def _window(self, ids: list[int], room: int) -> list[int]:
         keep = self.context - max(room, self.answer_room)
         if len(ids) > keep:
-            self.truncated += 1
+            if ids != self._last_cut:
+                self.truncated += 1
+                self._last_cut = ids
             ids = ids[-keep:]
         return ids
 
