@@ -50,10 +50,10 @@ def test_the_generator_is_seeded():
             words = m[1].split()
             assert m[3].split() == words[words.index(m[2]):]
             forms.add("from")
-        elif m := re.fullmatch(r"Words: ([a-z ]+)\.\nAfter ([a-z ]+) comes ([a-z]+)\.", d):
-            words, run = m[1].split(), m[2].split()
+        elif (m := re.fullmatch(r"Words: ([a-z ]+)\.\n(.+)\.", d, re.S)) and (after := _next_form(m[2])):
+            words, (run, nxt) = m[1].split(), after
             start = words.index(run[0])
-            assert 2 <= len(run) <= 5 and words[start:start + len(run) + 1] == [*run, m[3]]
+            assert 2 <= len(run) <= 5 and words[start:start + len(run) + 1] == [*run, nxt]
             forms.add("after")
         else:
             assert not d.startswith("Words:"), d
@@ -82,6 +82,24 @@ def test_programs_print_the_values_their_names_hold():
     assert looked_up == {"echo", "bare", "script"}  # print(x) and the bare x in a REPL, print(x)  # 457 in a script
 
 
+def _alternatives(parts: tuple[str, ...]) -> str:
+    return "(" + "|".join(map(re.escape, parts)) + ")"
+
+
+# a repeat's `After site plug comes real`-style line: (lead)(run)(tail)(marker)(word)
+NEXT_RE = re.compile(_alternatives(synthetic.NEXT_LEADS) + r"([a-z]+(?: [a-z]+)+?)"
+                     + _alternatives(synthetic.NEXT_TAILS) + _alternatives(synthetic.NEXT_MARKERS) + r"([a-z]+)")
+# a drill's question: (lead)(name)(tail)(marker)(value)
+QUESTION_RE = re.compile(_alternatives(synthetic.QUESTION_LEADS) + r"([a-z])" + _alternatives(synthetic.QUESTION_TAILS)
+                         + _alternatives(synthetic.ANSWER_MARKERS) + r"(\d+)")
+
+
+def _next_form(line: str) -> tuple[list[str], str] | None:
+    """(run, next word) of a repeat's `After site plug comes real`-style line, in any of its forms."""
+    m = NEXT_RE.fullmatch(line)
+    return (m[2].split(), m[5]) if m else None
+
+
 def _template_re(template: str, name: str = "([a-z])", value: str = r"(\d+)") -> str:
     """A drill template as a regular expression: `{n}` matches `name`, `{v}` matches `value`."""
     return re.escape(template).replace(re.escape("{n}"), name).replace(re.escape("{v}"), value)
@@ -91,11 +109,20 @@ def _drill_forms(doc: str) -> tuple[str, str] | None:
     """The (binding, question) forms a document is written in, or None if it is not a drill."""
     if doc.startswith((">>>", "Words:")):
         return None
-    first, last = doc.splitlines()[0].strip().split(", ")[0], doc.strip().splitlines()[-1].strip()
-    for bind, ask in itertools.product(synthetic.DRILL_BINDINGS, synthetic.DRILL_QUESTIONS):
-        if re.fullmatch(_template_re(ask), last) and re.fullmatch(_template_re(bind), first):
-            return bind, ask
-    return None
+    first = doc.splitlines()[0].strip().split(", ")[0]
+    binds = [b for b in synthetic.DRILL_BINDINGS if re.fullmatch(_template_re(b), first)]
+    if not binds:
+        return None
+    m = QUESTION_RE.fullmatch(_question(doc.split("\n\n")[-1], binds[0]))
+    return (binds[0], m[1] + "{n}" + m[3] + m[4] + "{v}") if m else None
+
+
+def _question(problem: str, bind: str) -> str:
+    """A drill problem's question (the lines after its bindings), without the problem's indent."""
+    lines = problem.splitlines()
+    bound = [i for i, line in enumerate(lines)
+             if all(re.fullmatch(_template_re(bind, value=r"([a-z]|\d+)"), b.strip()) for b in line.split(", "))]
+    return "\n".join(line[1:] if problem.startswith(" ") else line for line in lines[max(bound) + 1:])
 
 
 def test_drills_answer_with_the_value_the_asked_name_holds():
@@ -106,19 +133,24 @@ def test_drills_answer_with_the_value_the_asked_name_holds():
         bind, ask = _drill_forms(doc)
         binds.add(bind)
         asks.add(ask)
-        bind_re, ask_re = _template_re(bind, value=r"([a-z]|\d+)"), _template_re(ask)
+        bind_re = _template_re(bind, value=r"([a-z]|\d+)")
         for problem in doc.split("\n\n"):  # each problem is self-contained: its own names and values
-            *body, question = problem.splitlines()
+            question = _question(problem, bind)
+            body = problem.splitlines()[:-len(question.splitlines())]
             layouts.add(len(body) == 1)
-            indents.add((bind, question.startswith(" ")))
+            indents.add((bind, problem.startswith(" ")))
             env, depth = {}, {}
             for binding in ", ".join(body).split(", "):
                 n, v = re.fullmatch(bind_re, binding.strip()).groups()
                 env[n], depth[n] = (int(v), 0) if v.isdigit() else (env[v], depth[v] + 1)
-            n, v = re.fullmatch(ask_re, question.strip()).groups()
+            _, n, _, _, v = QUESTION_RE.fullmatch(question).groups()
             assert env[n] == int(v)
             depths |= set(depth.values())
-    assert binds == set(synthetic.DRILL_BINDINGS) and asks == set(synthetic.DRILL_QUESTIONS)
+    # every binding form, and question forms from every part (720 forms: most are drawn in 1000 documents)
+    assert binds == set(synthetic.DRILL_BINDINGS) and len(asks) > 500
+    for parts in (synthetic.QUESTION_LEADS, synthetic.QUESTION_TAILS, synthetic.ANSWER_MARKERS):
+        for part in parts:
+            assert any(part in a for a in asks), part
     assert depths == {0, 1, 2} and layouts == {True, False}
     assert (synthetic.COMPACT, True) not in indents  # compact bindings are never indented (the basic form's ` x=5`)
     assert ("{n} = {v}", True) in indents and ("{n} = {v}", False) in indents

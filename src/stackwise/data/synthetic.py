@@ -41,8 +41,9 @@ from collections.abc import Iterator
 # echoes; 3: repeats run to the end of the list, look-ups and repeats drawn three times as often; 4: look-up drills
 # in several surface forms; 5: programs also as scripts and in compact `x=457` notation, drill questions drawn apart
 # from the bindings' form with tokens between the name and its value, repeats that ask for the word after a run, and
-# the repeats' share of the text back to version 3's)
-VERSION = "synthetic-5"
+# the repeats' share of the text back to version 3's; 6: drill questions put together from parts, 720 forms, and
+# the word after a run asked in several forms)
+VERSION = "synthetic-6"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -138,9 +139,16 @@ def _made_up_word(rng: random.Random) -> str:
     return "".join(rng.choice(LETTERS) for _ in range(rng.randint(4, 6)))
 
 
+# how a repeat asks for the word after a run: what comes before the run, after it, and before the word
+NEXT_LEADS = ("After ", "Then ", "Following ", "")
+NEXT_TAILS = (" comes", ",", " ...", " is followed by", "")
+NEXT_MARKERS = (" ", ": ", "\n")
+
+
 def repeat(rng: random.Random) -> str:
     """A list of distinct words, then either the list repeated from one of them to its end, or a short run of it and
-    the word that follows the run (both are induction targets: copying, and the word after a copied run)."""
+    the word that follows the run, asked in one of 60 forms (both are induction targets: copying, and the word
+    after a copied run)."""
     made_up = rng.random() < 0.5
     words: list[str] = []
     n = rng.randint(8, 16)
@@ -153,7 +161,8 @@ def repeat(rng: random.Random) -> str:
         return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
     start = rng.randrange(0, n - 2)
     run = words[start:start + rng.randint(2, min(5, n - 1 - start))]
-    return f"Words: {' '.join(words)}.\nAfter {' '.join(run)} comes {words[start + len(run)]}."
+    lead, tail, marker = rng.choice(NEXT_LEADS), rng.choice(NEXT_TAILS), rng.choice(NEXT_MARKERS)
+    return f"Words: {' '.join(words)}.\n{lead}{' '.join(run)}{tail}{marker}{words[start + len(run)]}."
 
 
 def story(rng: random.Random) -> str:
@@ -164,14 +173,23 @@ def story(rng: random.Random) -> str:
     return f"{who} has {a} {thing}. {who} gives away {b}. Now {who} has {a - b} {thing}."
 
 
-# A drill's bindings and its question are written in one of these forms each, drawn independently: `{n}` a name, `{v}`
-# a value or, in a binding, another name. The questions put zero to three tokens between the asked name and its
-# value, so that a look-up is not tied to the answer following the name. None is a primitive's template
-# (tests/test_synthetic.py): the primitives ask `x=__ ->`, `What is the (numerical) value of x?` and `Answer:`
+# A drill's bindings are written in one of these forms (`{n}` a name, `{v}` a value or another name) and its
+# questions in a form put together from three parts drawn apart: what comes before the asked name, what follows it,
+# and what stands before the value (`so x is 457`, `x = ?\nreply: 457`, `look up x: 457`, ...), 720 forms in all.
+# A model that learned a few fixed question forms answered none it had not seen (docs/results/reasoning), so the
+# forms are too many to learn one by one: the look-up has to find the asked name wherever the question puts it.
+# None is a primitive's template (tests/test_synthetic.py): the primitives ask `x=__ ->`, `What is the (numerical)
+# value of x?` and `Answer:`
 DRILL_BINDINGS = ("{n} = {v}", "let {n} be {v}", "{n} := {v}", "set {n} to {v}", "{n} <- {v}", "{n}={v}")
-DRILL_QUESTIONS = ("{n}? {v}", "so {n} is {v}", "{n} => {v}", "get {n}: {v}", "show {n} gives {v}",
-                   "what does {n} hold? {v}", "{n} = ? gives {v}", "ask {n}, reply {v}")
+QUESTION_LEADS = ("", "so ", "get ", "show ", "ask ", "what does ", "find ", "look up ", "and ", "now ")
+QUESTION_TAILS = ("", "?", " is", " = ?", " holds", "'s value", " now", " equals what?")
+ANSWER_MARKERS = (" ", ": ", " => ", "\n", "\nreply: ", " gives ", "\n= ", " so ", "\nit is ")
 COMPACT = "{n}={v}"  # the primitives' own notation, written here only unindented (their basic form indents it)
+
+
+def question_form(rng: random.Random) -> str:
+    """A drill's question with its answer, `{n}` the asked name and `{v}` its value."""
+    return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
 def drill(rng: random.Random) -> str:
@@ -179,7 +197,7 @@ def drill(rng: random.Random) -> str:
     three to six names to numbers, aliases up to four names to them (an alias of an alias is two deep), then asks
     one name's value and gives it. Every line of a problem is indented alike (no indent, or one space; compact
     bindings are never indented)."""
-    bind, ask = rng.choice(DRILL_BINDINGS), rng.choice(DRILL_QUESTIONS)
+    bind, ask = rng.choice(DRILL_BINDINGS), question_form(rng)
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
     for _ in range(rng.randint(2, 5)):
@@ -198,7 +216,8 @@ def drill(rng: random.Random) -> str:
         asked = rng.choice(list(value_of))
         indent = "" if bind == COMPACT else rng.choice(("", " "))
         body = indent + ", ".join(lines) if separator == ", " else "\n".join(indent + line for line in lines)
-        problems.append(f"{body}\n{indent}{ask.format(n=asked, v=value_of[asked])}")
+        question = ask.format(n=asked, v=value_of[asked]).replace("\n", "\n" + indent)
+        problems.append(f"{body}\n{indent}{question}")
     return "\n\n".join(problems)
 
 
