@@ -13,10 +13,16 @@ model's look-up circuit does not cross:
   blank       ` c=5` lines asked ` c=__ ->` (var0_basic without its `Fill in blank:` header)
   var0_basic  the primitive itself
 
+`--ladder questions` keeps the compact `c=5` bindings and changes only the question: forms that generator version 5
+trains on (`c?`, `what does c hold?`, `c = ? gives`), the same with indented bindings, and forms it never writes
+(var0_basic's ` c=__ ->` without its header, the same without the space, and the code form's `Question:` / `What
+is the value of c?` / `Answer:` lines).
+
 Zero-shot and k-shot (k solved problems of the same rung first, separated by blank lines, as the primitives are
 scored). A diagnostic, not a primitive: it is for choosing the generator's forms, never trained on.
 
-    python benchmarks/format_ladder.py RUN_DIR [RUN_DIR ...] [--n 100] [--shots 0,5] [--checkpoint final|latest|all]
+    python benchmarks/format_ladder.py RUN_DIR [RUN_DIR ...] [--ladder forms|questions] [--n 100] [--shots 0,5]
+        [--checkpoint final|latest|all]
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
 
 # rung: (binding line, question, answer prefix, values); {n} a name, {v} a value
-RUNGS = {
+FORMS = {
     "repl": (">>> {n} = {v}", ">>> print({n})\n", "", range(21, 1000)),
     "repl-small": (">>> {n} = {v}", ">>> print({n})\n", "", range(0, 21)),
     "bare": ("{n} = {v}", ">>> print({n})\n", "", range(0, 21)),
@@ -45,6 +51,18 @@ RUNGS = {
     "blank": (" {n}={v}", " {n}=__ ->", " ", range(0, 21)),
     "var0_basic": (" {n}={v}", " {n}=__ ->", " ", range(0, 21)),
 }
+SMALL = range(0, 21)
+QUESTIONS = {
+    "c?": ("{n}={v}", "{n}?", " ", SMALL),
+    "indented c?": (" {n}={v}", " {n}?", " ", SMALL),
+    "what does c hold?": ("{n}={v}", "what does {n} hold?", " ", SMALL),
+    "c = ? gives": ("{n}={v}", "{n} = ? gives", " ", SMALL),
+    "c=__ ->": ("{n}={v}", "{n}=__ ->", " ", SMALL),
+    "space c=__ ->": ("{n}={v}", " {n}=__ ->", " ", SMALL),
+    "code question": ("{n}={v}", "Question:\nWhat is the value of {n}?\nAnswer:", " ", SMALL),
+}
+LADDERS = {"forms": FORMS, "questions": QUESTIONS}
+RUNGS = {**FORMS, **QUESTIONS}
 
 
 def re_binding(bind: str) -> str:
@@ -56,7 +74,7 @@ def asked_name(rung: str, prompt: str) -> str:
     """The name a rung's prompt asks about (its last line)."""
     ask = RUNGS[rung][1].rstrip("\n")
     pattern = re.escape(ask).replace(re.escape("{n}"), "([a-z])")
-    return re.fullmatch(pattern, prompt.rstrip("\n").rsplit("\n", 1)[-1])[1]
+    return re.search(pattern + "$", prompt.rstrip("\n"))[1]
 
 
 def problem(rng: random.Random, rung: str) -> tuple[str, str, list[str]]:
@@ -86,6 +104,7 @@ def accuracy(lm, rung: str, n: int, shots: int, seed: int) -> tuple[float, tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("--ladder", choices=list(LADDERS), default="forms")
     parser.add_argument("--n", type=int, default=100, help="problems per rung and shot count")
     parser.add_argument("--shots", default="0,5", help="comma-separated numbers of solved problems before the query")
     parser.add_argument("--seed", type=int, default=0)
@@ -93,7 +112,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     shots = [int(s) for s in args.shots.split(",")]
-    columns = [f"{rung}, {k}-shot" for k in shots for rung in RUNGS]
+    rungs = LADDERS[args.ladder]
+    columns = [f"{rung}, {k}-shot" for k in shots for rung in rungs]
     print("| run (step) | " + " | ".join(columns) + " |")
     print("|---|" + "---|" * len(columns))
     for run in args.runs:
@@ -103,7 +123,7 @@ def main() -> None:
             lm = StackwiseLM(model.eval(), tok, context=cfg.train.seq_len)
             cells = []
             for k in shots:
-                for rung in RUNGS:
+                for rung in rungs:
                     acc, (lo, hi) = accuracy(lm, rung, args.n, k, args.seed)
                     cells.append(f"{acc:.0%} [{lo:.0%}, {hi:.0%}]")
             print(f"| {run} ({step}) | " + " | ".join(cells) + " |", flush=True)
