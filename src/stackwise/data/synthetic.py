@@ -12,10 +12,10 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               run of it and the word that follows the run (induction / copying)
   story       a small word problem told with its answer
   drill       several short look-up problems in a row, separated by blank lines, the bindings in one of several
-              forms (`let x be 457`, `x := 457`, `x=457`, ...) and the questions in another, drawn apart (`so x
-              is 457`, `what does x hold? 457`, `x = ? gives 457`, ...): numbers bound, aliased up to two deep,
-              and one name asked about per problem, so that a look-up is not tied to one wording and the text has
-              the shape of a few-shot prompt (solved problems, then another)
+              forms (`let x be 457`, `x := 457`, `x=457`, ...) and the questions in one of 720 put together from
+              parts (`so x is 457`, `look up x: 457`, `x = ?\nreply: 457`, ...): numbers bound, aliased up to two
+              deep, and one name asked about per problem, so that a look-up is not tied to one wording and the text
+              has the shape of a few-shot prompt (solved problems, then another)
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
