@@ -1,0 +1,33 @@
+"""benchmarks/synthetic_recall.py: recall and copy diagnostics read the generator's documents of every version."""
+
+import importlib.util
+import random
+from pathlib import Path
+
+import torch
+
+spec = importlib.util.spec_from_file_location("synthetic_recall",
+                                              Path(__file__).parents[1] / "benchmarks" / "synthetic_recall.py")
+synthetic_recall = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(synthetic_recall)
+
+
+def test_it_measures_repl_sessions_and_from_a_word_repeats():
+    rng = random.Random(0)
+    for _ in range(50):
+        assert synthetic_recall.repl_session(rng).startswith(">>> ")
+        assert "\nFrom " in synthetic_recall.repeat_from(rng)
+
+
+def test_recall_and_token_losses_run_on_a_model(tiny_cfg):
+    from stackwise import data as data_mod
+    from stackwise.evals.scoring import StackwiseLM
+    from stackwise.model import Transformer
+    cfg = tiny_cfg()
+    tok, _ = data_mod.tokenizer_for(cfg, log=lambda *_: None)
+    torch.manual_seed(0)
+    model = Transformer(cfg.model).eval()
+    got = synthetic_recall.recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=6, seed=0)
+    assert got["all"]["n"] == 6 and 0 < got["all"]["chance"] < 1 and 0 <= got["all"]["accuracy"] <= 1
+    losses = synthetic_recall.token_diagnostics(model, tok, n=3, seed=0)
+    assert set(losses) == {"looked_up", "assigned", "run", "list"} and all(v > 0 for v in losses.values())
