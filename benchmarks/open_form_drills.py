@@ -11,6 +11,12 @@ weights). The primitives' templates are kept out exactly as the generator keeps 
 
     python benchmarks/open_form_drills.py OUT.jsonl [--mb 16] [--seed 0]
     stackwise train ... --data.mix "bundled:0.3,OUT.jsonl:0.7"
+    python benchmarks/open_form_drills.py --score RUN_DIR [--n 200]   (has the run learned its own drills?)
+
+`--score` answers whether a model trained on this text learned its drills at all, before asking whether they
+transfer: fresh open-form drill documents (a seed never used for training text), the last problem's value chosen by
+log-likelihood among the numbers bound in that problem (chance: one over their count), the problems before it in
+the same form serving as its shots, as in training.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
+from pathlib import Path
 
 from stackwise.data import synthetic
 
@@ -74,12 +82,64 @@ def documents(seed: int, max_bytes: float):
         yield doc
 
 
+def drill_query(rng: random.Random) -> tuple[str, str, list[str]]:
+    """(prompt, answer, candidates) from a fresh open-form drill: its problems up to the last one's value, that
+    value, and every number bound in the last problem (the answer among them), each with the space before it."""
+    while True:
+        doc = open_drill(rng)
+        last = doc.split("\n\n")[-1]
+        value = re.search(r"(\s)(\d+)$", doc)
+        numbers = list(dict.fromkeys(re.findall(r"(?<![\w])(\d+)(?![\w])", last[:-len(value[2])])))
+        if value[2] in numbers and len(numbers) >= 2:
+            break
+    space = " " if value[1] == " " else ""
+    prompt = doc[:value.start(2) - len(space)]
+    return prompt, space + value[2], [space + v for v in numbers]
+
+
+def score(lm, n: int, seed: int) -> tuple[int, float]:
+    """(correct, expected correct by chance) over n fresh drills."""
+    rng = random.Random(f"open-form-drills-score|{seed}")
+    right, chance = 0, 0.0
+    for _ in range(n):
+        prompt, answer, candidates = drill_query(rng)
+        scores = lm.loglik(prompt, candidates)
+        right += candidates[scores.index(max(scores))] == answer
+        chance += 1 / len(candidates)
+    return right, chance
+
+
+def _score_runs(runs: list[Path], n: int, seed: int) -> None:
+    import torch
+    import yaml
+
+    from stackwise import config as config_mod
+    from stackwise.evals.runner import load_tokenizer, models
+    from stackwise.evals.scoring import StackwiseLM, wilson
+    torch.set_flush_denormal(True)
+    print("| run (step) | own drills, last problem [95% CI] | chance |")
+    print("|---|---|---|")
+    for run in runs:
+        cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+        tok = load_tokenizer(run / "tokenizer.json")
+        for _, step, model in models(run, "final"):
+            right, chance = score(StackwiseLM(model.eval(), tok, context=cfg.train.seq_len), n, seed)
+            lo, hi = wilson(right, n)
+            print(f"| {run} ({step}) | {right / n:.1%} [{lo:.0%}, {hi:.0%}] | {chance / n:.1%} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("out")
+    parser.add_argument("out", nargs="?", help="the JSONL file to write")
     parser.add_argument("--mb", type=float, default=16.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score", nargs="+", type=Path, metavar="RUN_DIR", help="score runs on fresh drills instead")
+    parser.add_argument("--n", type=int, default=200)
     args = parser.parse_args()
+    if args.score:
+        return _score_runs(args.score, args.n, args.seed + 1000)  # never a training seed's stream
+    if not args.out:
+        parser.error("OUT.jsonl or --score RUN_DIR is required")
     with open(args.out, "w") as f:
         for doc in documents(args.seed, args.mb * 1e6):
             f.write(json.dumps({"text": doc}) + "\n")

@@ -52,3 +52,22 @@ def test_drills_answer_the_asked_name_and_the_rest_is_the_generator():
             asked = re.findall(r"(?<![a-z])[a-z](?![a-z])", " ".join(question))
             assert len(asked) == 1 and int(re.findall(r"\d+", question[-1])[-1]) == env[asked[0]]
     assert drills > 20
+
+
+def test_scoring_asks_the_last_problem_among_its_bound_numbers():
+    rng = random.Random(5)
+    for _ in range(200):
+        prompt, answer, candidates = open_form_drills.drill_query(rng)
+        assert answer in candidates and len(set(candidates)) == len(candidates) >= 2
+        assert not prompt.endswith(" ") and re.fullmatch(r" ?\d+", answer)
+
+    class Oracle:  # knows the answer: reads it back from the same fresh drill
+        def __init__(self):
+            self.rng = random.Random("open-form-drills-score|7")
+
+        def loglik(self, prompt, candidates):
+            _, answer, _ = open_form_drills.drill_query(self.rng)
+            return [float(c == answer) for c in candidates]
+
+    right, chance = open_form_drills.score(Oracle(), n=30, seed=7)
+    assert right == 30 and 30 / 6 <= chance <= 30 / 2
