@@ -1,13 +1,10 @@
 """benchmarks/copy_choices.py: copy-task picks by offset from the repeated run."""
 
-import importlib.util
 import re
-from pathlib import Path
 
-spec = importlib.util.spec_from_file_location("copy_choices",
-                                              Path(__file__).parents[1] / "benchmarks" / "copy_choices.py")
-copy_choices = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(copy_choices)
+import benchmark_module
+
+copy_choices = benchmark_module.load("copy_choices")
 
 
 class _Picker:

@@ -1,16 +1,12 @@
 """benchmarks/format_ladder.py: look-ups in a ladder of surface forms, from the generator's REPL to var0_basic."""
 
-import importlib.util
 import random
 import re
-from pathlib import Path
 
+import benchmark_module
 from stackwise.evals import primitives
 
-spec = importlib.util.spec_from_file_location("format_ladder",
-                                              Path(__file__).parents[1] / "benchmarks" / "format_ladder.py")
-format_ladder = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(format_ladder)
+format_ladder = benchmark_module.load("format_ladder")
 
 
 def test_each_rung_asks_a_bound_name_and_answers_with_its_value():

@@ -1,16 +1,12 @@
 """benchmarks/open_form_drills.py: drills whose questions come in open-ended forms, the primitives' kept out."""
 
-import importlib.util
 import random
 import re
-from pathlib import Path
 
+import benchmark_module
 from stackwise.data import synthetic
 
-spec = importlib.util.spec_from_file_location("open_form_drills",
-                                              Path(__file__).parents[1] / "benchmarks" / "open_form_drills.py")
-open_form_drills = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(open_form_drills)
+open_form_drills = benchmark_module.load("open_form_drills")
 
 
 def test_forms_are_open_ended_and_keep_the_name_its_own_word():

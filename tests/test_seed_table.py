@@ -1,11 +1,8 @@
 """benchmarks/seed_table.py: the study READMEs' per-seed tables (cells, paired column, seeds reaching the baseline)."""
 
-import importlib.util
-from pathlib import Path
+import benchmark_module
 
-spec = importlib.util.spec_from_file_location("seed_table", Path(__file__).parents[1] / "benchmarks" / "seed_table.py")
-seed_table = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(seed_table)
+seed_table = benchmark_module.load("seed_table")
 
 
 def test_the_table_has_each_seed_the_paired_difference_and_the_seeds_reaching_the_baseline():

@@ -1,15 +1,12 @@
 """benchmarks/synthetic_recall.py: recall and copy diagnostics read the generator's documents of every version."""
 
-import importlib.util
 import random
-from pathlib import Path
 
 import torch
 
-spec = importlib.util.spec_from_file_location("synthetic_recall",
-                                              Path(__file__).parents[1] / "benchmarks" / "synthetic_recall.py")
-synthetic_recall = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(synthetic_recall)
+import benchmark_module
+
+synthetic_recall = benchmark_module.load("synthetic_recall")
 
 
 def test_it_measures_repl_sessions_and_from_a_word_repeats():
