@@ -63,12 +63,7 @@ def open_question_form(rng: random.Random) -> str:
 
 def open_drill(rng: random.Random) -> str:
     """The generator's drill with its question form drawn open-ended."""
-    drawn = synthetic.question_form
-    synthetic.question_form = open_question_form  # drill() draws its form through this name
-    try:
-        return synthetic.drill(rng)
-    finally:
-        synthetic.question_form = drawn
+    return synthetic.drill(rng, form=open_question_form)
 
 
 def documents(seed: int, max_bytes: float):

@@ -193,12 +193,12 @@ def question_form(rng: random.Random) -> str:
     return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
-def drill(rng: random.Random) -> str:
+def drill(rng: random.Random, form=question_form) -> str:
     """Two to five look-up problems in one binding form and one question form, separated by blank lines. Each binds
     three to six names to numbers, aliases up to four names to them (an alias of an alias is two deep), then asks
     one name's value and gives it. Every line of a problem is indented alike (no indent, or one space; compact
-    bindings are never indented)."""
-    bind, ask = rng.choice(DRILL_BINDINGS), question_form(rng)
+    bindings are never indented). `form` draws the document's question form (`question_form` by default)."""
+    bind, ask = rng.choice(DRILL_BINDINGS), form(rng)
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
     for _ in range(rng.randint(2, 5)):
