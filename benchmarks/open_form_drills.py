@@ -1,13 +1,13 @@
 """Training text whose look-up questions come in open-ended forms: does a question form the model never saw get
 answered when the forms it trains on are too many to learn one by one? (docs/results/reasoning, "Open-form drills")
 
-The synthetic generator's drills (stackwise.data.synthetic, version 7) ask in one of 720 forms put together from a
+The synthetic generator's drills (stackwise.data.synthetic, since version 6) ask in one of 720 forms put together from a
 fixed list of parts; a model fine-tuned on them answered only forms from those parts. Here each drill document draws
 its own question form with an open-ended tail and marker (strings of punctuation and short words, in random order),
 so that no form repeats often enough to be learned as a template: the model can only answer by finding the asked
 name before the blank and looking up its binding. The rest of the text is the generator's own (same kinds and
-weights). The primitives' templates are kept out exactly as the generator keeps them out (no `=__ ->`, `=_ ->`,
-`___`, `Question:`, `Answer:`, `What is the`, `value of`).
+weights; the published fine-tune's was version 7's). The primitives' templates are kept out exactly as the
+generator keeps them out (no `=__ ->`, `=_ ->`, `___`, `Question:`, `Answer:`, `What is the`, `value of`).
 
     python benchmarks/open_form_drills.py OUT.jsonl [--mb 16] [--seed 0]
     stackwise train ... --data.mix "bundled:0.3,OUT.jsonl:0.7"

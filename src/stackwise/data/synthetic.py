@@ -43,8 +43,9 @@ from collections.abc import Iterator
 # from the bindings' form with tokens between the name and its value, repeats that ask for the word after a run, and
 # the repeats' share of the text back to version 3's; 6: drill questions put together from parts, 720 forms, and
 # the word after a run asked in several forms; 7: the list copied to its end back to version 3's share of the text,
-# and REPL sessions 3 in 5 programs)
-VERSION = "synthetic-7"
+# and REPL sessions 3 in 5 programs; 8: REPL sessions back to version 3's share of the text, 9 in 10 programs and
+# programs drawn three times as often, beside the copied lists)
+VERSION = "synthetic-8"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -87,12 +88,15 @@ PROGRAM_LAYOUTS = {
     "script": ("{n} = {v}", ("print({n})  # {r}",)),
     "compact": ("{n}={v}", ("print({n})  # {r}",)),
 }
+# programs drawn per layout: REPL sessions, the look-ups a model learns first (version 3's programs were all REPL
+# sessions), 9 in 10
+LAYOUT_WEIGHTS = {"repl": 18, "script": 1, "compact": 1}
 
 
 def program(rng: random.Random) -> str:
     """A REPL session or a script: bind numbers, alias them (chains up to three deep), re-bind some, look values up,
     and end with one to three look-ups."""
-    assign, look_ups = PROGRAM_LAYOUTS[rng.choice(("repl", "repl", "repl", "script", "compact"))]
+    assign, look_ups = PROGRAM_LAYOUTS[rng.choices(tuple(LAYOUT_WEIGHTS), tuple(LAYOUT_WEIGHTS.values()))[0]]
     compact = assign == "{n}={v}"
     names = rng.sample(LETTERS, rng.randint(4, 10))
     value_of: dict[str, int] = {}
@@ -147,7 +151,7 @@ NEXT_MARKERS = (" ", ": ", "\n")
 
 
 def repeat(rng: random.Random) -> str:
-    """A list of distinct words, then either the list repeated from one of them to its end (4 in 5), or a short run of
+    """A list of distinct words, then either the list repeated from one of them to its end (17 in 20), or a short run of
     it and the word that follows the run, asked in one of 60 forms (both are induction targets: copying, and the word
     after a copied run)."""
     made_up = rng.random() < 0.5
@@ -157,7 +161,7 @@ def repeat(rng: random.Random) -> str:
         w = _made_up_word(rng) if made_up else rng.choice(WORDS)
         if w not in words:
             words.append(w)
-    if rng.random() < 0.8:
+    if rng.random() < 0.85:
         run = words[rng.randrange(0, n - 3):]  # from a named word to the end of the list
         return f"Words: {' '.join(words)}.\nFrom {run[0]} on: {' '.join(run)}."
     start = rng.randrange(0, n - 2)
@@ -226,7 +230,7 @@ KINDS = (program, arithmetic, repeat, story, drill)
 # documents drawn per kind, so that of the text about 42% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3, whose model formed one, had 39%, versions 4
 # and 6, whose models did not, about 20%), 51% repeats in all, 25% programs, 20% drills and 5% arithmetic and stories
-WEIGHTS = (5, 1, 12, 1, 2)
+WEIGHTS = (15, 1, 15, 1, 1)
 
 
 def parse(spec: str) -> tuple[int, float]:
