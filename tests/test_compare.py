@@ -399,3 +399,33 @@ def test_calibration_times_sophia_over_whole_periods_of_its_hessian_estimate(tin
         {opt.sophia_g: calls[opt.sophia_g] + 1}))
     calibrate.step_seconds([(tiny_cfg(optim__name="sophia"), 2), (tiny_cfg(), 2)], steps=3, rounds=2, warmup=1)
     assert calls == {False: 1 + 2 * 3, True: 1 + 2 * sophia.EVERY}
+
+
+def test_growth_is_also_measured_against_its_own_fixed_depth_arm(tmp_path):
+    """A growth arm with another optimizer is paired with that optimizer's fixed-depth arm as well as the baseline:
+    soap-midas reaches soap's final loss at half soap's FLOPs (2x), while against AdamW's baseline it is 4x."""
+    spec_arms = [{"label": "none", "overrides": {"growth.method": "none"}},
+                 {"label": "midas", "overrides": {"growth.method": "midas", "growth.alpha": "1"}},
+                 {"label": "soap", "overrides": {"optim.name": "soap", "growth.method": "none"}},
+                 {"label": "soap-midas", "overrides": {"growth.method": "midas", "optim.name": "soap"}},
+                 {"label": "soap-lr", "overrides": {"growth.method": "midas", "optim.name": "soap", "train.lr": "1"}}]
+    spec = {"config": "tiny", "common": {}, "seeds": [0], "arms": spec_arms, "command": "stackwise compare"}
+    assert report_mod.own_baselines(spec) == {"soap-midas": "soap"}  # midas's own is the baseline; soap-lr has none
+    (tmp_path / "compare.json").write_text(json.dumps(spec))
+    # validation loss 8 / step at steps 1, 2, 4, 8; FLOPs per step: the baseline 4, soap 2, the growth arms 1
+    for label, flops_per_step in (("none", 4), ("midas", 1), ("soap", 2), ("soap-midas", 1), ("soap-lr", 1)):
+        run = tmp_path / "runs" / label / "seed0"
+        run.mkdir(parents=True)
+        rows = [{"step": s, "flops": s * flops_per_step, "wall_s": s, "depth": 2, "train_loss": 1.0,
+                 "val_loss": 8.0 / s} for s in (1, 2, 4, 8)]
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (run / "result.json").write_text(json.dumps({"stages": [{"depth": 2, "start_step": 0, "end_step": 8}]}))
+    rows = {r["method"]: r for r in report_mod.build(tmp_path, log=lambda *_: None)}
+    assert rows["soap-midas"]["mean_curve_speedup"]["flops"] == pytest.approx(4.0)
+    own = rows["soap-midas"]["against_own_baseline"]
+    assert own["baseline"] == "soap" and own["mean_curve_speedup"]["flops"] == pytest.approx(2.0)
+    assert own["paired_final_loss_diff"]["mean"] == pytest.approx(0.0)
+    assert not any("against_own_baseline" in rows[m] for m in ("none", "midas", "soap", "soap-lr"))
+    text = (tmp_path / "report.md").read_text()
+    assert "## Growth against its own fixed-depth arm" in text and "| soap-midas vs soap | 1 |" in text
+    assert "| 2.00× / " in text.split("## Growth against its own fixed-depth arm")[1]

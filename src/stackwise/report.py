@@ -119,9 +119,9 @@ def _mean_std(values: list[float]) -> dict[str, float | None]:
             "n": len(values)}
 
 
-def summarize(curves: dict[str, dict[int, Curve]]) -> list[dict[str, Any]]:
+def summarize(curves: dict[str, dict[int, Curve]], baseline: str = BASELINE) -> list[dict[str, Any]]:
     """Per arm: final loss, costs and speedups (each seed against the baseline of the same seed), mean ± std."""
-    base = curves[BASELINE]
+    base = curves[baseline]
     out = []
     for label, by_seed in curves.items():
         seeds = sorted(s for s in by_seed if s in base)
@@ -151,6 +151,18 @@ def summarize(curves: dict[str, dict[int, Curve]]) -> list[dict[str, Any]]:
         row["per_seed_final_val_loss"] = {str(s): by_seed[s].val[-1] for s in seeds}
         out.append(row)
     return out
+
+
+def own_baselines(spec: dict[str, Any]) -> dict[str, str]:
+    """Each growth arm's own fixed-depth arm, where the comparison has one other than its baseline: the arm whose
+    overrides are the same apart from the growth settings (`soap-midas: growth.method=midas, optim.name=soap` and
+    `soap: optim.name=soap`), so that growth is also measured against training with the same optimizer, LR, width."""
+    def rest(arm: dict[str, Any]) -> frozenset:
+        return frozenset((k, v) for k, v in arm["overrides"].items() if not k.startswith("growth."))
+
+    fixed = {rest(a): a["label"] for a in spec["arms"] if a["overrides"].get("growth.method") == BASELINE}
+    return {a["label"]: fixed[rest(a)] for a in spec["arms"]
+            if a["overrides"].get("growth.method") != BASELINE and fixed.get(rest(a), BASELINE) != BASELINE}
 
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
@@ -352,6 +364,22 @@ def _headline(row: dict[str, Any]) -> str:
             f"{equivalent} | {row['reached_baseline_loss']} | {seeds} |")
 
 
+def _own_baseline_lines(summary: list[dict[str, Any]]) -> list[str]:
+    """The headline table again for growth arms against their own fixed-depth arm (own_baselines), if any."""
+    rows = [{**row["against_own_baseline"], "method": f"{row['method']} vs {row['against_own_baseline']['baseline']}"}
+            for row in summary if "against_own_baseline" in row]
+    if not rows:
+        return []
+    return ["", "## Growth against its own fixed-depth arm", "",
+            "Each growth arm against the arm with the same settings apart from growth (same optimizer, LR, width: "
+            "does growth save as much there as against the baseline?), seed against seed, in the columns above.", "",
+            "| method vs own fixed-depth arm | seeds | final val loss | paired difference [95% CI] | "
+            "mean-curve speedup (FLOPs / calibrated) | mean-curve compute-equivalent (FLOPs / calibrated) | "
+            "seeds reaching its loss | per seed |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
+            *[_headline(row) for row in rows]]
+
+
 def _matched_lines(matched: dict[str, Any]) -> list[str]:
     tasks = [k for k in next(iter(matched["arms"].values())) if k != "mean"]
 
@@ -454,9 +482,13 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         why = f" (it failed: {failed[BASELINE][0]['error']})" if BASELINE in failed else ""
         raise UserError(f"{out}: no finished baseline run, nothing to compare against{why}")
     summary = summarize(curves)
+    own = own_baselines(spec)
     for row in summary:
         row["status"] = "failed" if row["method"] in failed else "ok"
         row["failed"] = failed.get(row["method"], [])
+        if (fixed := own.get(row["method"])) in curves:
+            paired = summarize({fixed: curves[fixed], row["method"]: curves[row["method"]]}, baseline=fixed)[-1]
+            row["against_own_baseline"] = {"baseline": fixed, **paired}
     summary += [{"method": label, "status": "failed", "seeds": [], "failed": runs}
                 for label, runs in failed.items() if label not in curves]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -488,6 +520,7 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         "per seed |",
         "|---|---:|---:|---:|---:|---:|---:|---|",
         *[_headline(row) for row in summary if "final_val_loss" in row],
+        *_own_baseline_lines(summary),
         "", "## Per seed: speedups of the seeds that reached the baseline (mean ± std over those seeds)", "",
         "| method | final val loss | FLOPs | wall s | calibrated s | reached baseline loss | iso-loss speedup "
         "(FLOPs / wall / calibrated) | compute-equivalent speedup (FLOPs / wall / calibrated) |",
