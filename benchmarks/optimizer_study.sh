@@ -40,8 +40,8 @@ label() {  # label SPEC: the folder compare gives the arm of that method spec
 # RMS is matched to AdamW's and SOAP is Adam in a rotated basis, so their LRs live on AdamW's scale; PSGD-Kron's
 # authors advise starting from Adam-like settings and its package default is 1e-3, so its grid reaches lower.
 # Sophia-G's step is at most the LR per coordinate (clipped), like a signed Adam step, so its grid is AdamW's too.
-# Muon's grid reaches 1.2e-2 because its best of the first three was 6e-3, the edge.
-declare -A GRID=([adamw]="0.0015 0.006" [muon]="0.0015 0.003 0.006 0.012" [soap]="0.0015 0.003 0.006"
+# Muon's and SOAP's grids reach 1.2e-2 because the best of their first three was 6e-3, the edge.
+declare -A GRID=([adamw]="0.0015 0.006" [muon]="0.0015 0.003 0.006 0.012" [soap]="0.0015 0.003 0.006 0.012"
                  [psgd]="0.001 0.003 0.006" [sophia]="0.0015 0.003 0.006")
 OPTIMIZERS=${OPTIMIZERS:-"adamw muon soap psgd"}  # OPTIMIZERS="adamw muon soap psgd sophia" adds Sophia-G
 
