@@ -45,7 +45,10 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per step; batch_size must be divisible by it
     seq_len: int = 128
     lr: float = 3e-3
-    lr_min_ratio: float = 0.1  # cosine decays to lr·lr_min_ratio
+    lr_min_ratio: float = 0.1  # the schedule decays to lr·lr_min_ratio at the last step
+    schedule: str = "cosine"  # cosine (from the warmup's end) | wsd (warmup-stable-decay: the peak LR until the
+    # last decay_frac of the steps, then a linear decay; MiniCPM, Hu et al. 2024; Hägele et al. 2024)
+    decay_frac: float = 0.2  # wsd: the share of train.steps that the final decay takes
     warmup_steps: int = 50
     weight_decay: float = 0.1
     grad_clip: float = 1.0  # 0 disables clipping
@@ -147,6 +150,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.dtype": ("float32", "bfloat16"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.parallel": ("none", "ddp", "fsdp"),
+    "train.schedule": ("cosine", "wsd"),
     "optim.name": ("adamw", "adafactor", "muon", "soap", "shampoo", "psgd", "sophia"),
     "growth.init": ("copy", "random", "identity"),
     "growth.optimizer_state": ("auto", "copy", "reset-new", "reset-all"),
@@ -182,6 +186,7 @@ RANGES: dict[str, Range] = {
     "model.norm_eps": Range(0, 1, lo_open=True), "model.init_std": Range(0, 1, lo_open=True),
     "train.steps": POSITIVE, "train.batch_size": POSITIVE, "train.grad_accum": POSITIVE, "train.seq_len": POSITIVE,
     "train.lr": POSITIVE_REAL, "train.lr_min_ratio": FRACTION, "train.warmup_steps": NON_NEGATIVE,
+    "train.decay_frac": Range(0, 1, lo_open=True),
     "train.weight_decay": NON_NEGATIVE, "train.grad_clip": NON_NEGATIVE, "train.seed": Range(0, MAX_SEED),
     "train.log_every": POSITIVE, "data.tokenizer_sample_mb": POSITIVE_REAL,
     "data.max_tokens": POSITIVE,

@@ -127,7 +127,9 @@ def second_order(name: str, groups: list[dict[str, Any]], lr: float) -> torch.op
 
 
 def lr_at(step: int, cfg: Config, stage_start: int = 0, stage_index: int = 1) -> float:
-    """Linear warmup to train.lr, then cosine decay to lr·lr_min_ratio at the last step; indexed by the global step.
+    """Linear warmup to train.lr, then a decay to lr·lr_min_ratio at the last step; indexed by the global step.
+    train.schedule cosine: a cosine from the warmup's end; wsd: the peak LR until the last train.decay_frac of the
+    steps (never before the warmup's end), then linear.
 
     Two growth stabilizers (off by default; docs/growth.md): with growth.rewarmup_steps > 0, a stage that starts at
     `stage_start` > 0 ramps linearly back up to the global schedule's value over that many steps; with
@@ -137,10 +139,14 @@ def lr_at(step: int, cfg: Config, stage_start: int = 0, stage_index: int = 1) ->
     if step < t.warmup_steps:
         lr = t.lr * (step + 1) / t.warmup_steps
     else:
-        decay_steps = max(1, t.steps - 1 - t.warmup_steps)
-        progress = min(1.0, (step - t.warmup_steps) / decay_steps)
         floor = t.lr * t.lr_min_ratio
-        lr = floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+        if t.schedule == "wsd":
+            start = max(t.warmup_steps, t.steps - 1 - round(t.decay_frac * t.steps))
+            progress = min(1.0, max(0, step - start) / max(1, t.steps - 1 - start))
+            lr = t.lr - (t.lr - floor) * progress
+        else:
+            progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - 1 - t.warmup_steps))
+            lr = floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
     rewarm = cfg.growth.rewarmup_steps
     if rewarm and stage_start > 0:
         lr *= min(1.0, (step - stage_start + 1) / rewarm)
