@@ -94,21 +94,6 @@ def test_lr_drop_multiplies_the_schedule_after_each_growth_event():
     assert lr_at(53, both, 50, 2) == pytest.approx(lr_at(53, plain) * 0.5)
 
 
-def test_wsd_schedule_holds_the_peak_then_decays_linearly_to_the_floor():
-    cfg = load(None, {"train.steps": 110, "train.warmup_steps": 10, "train.lr": 1.0, "train.lr_min_ratio": 0.1,
-                      "train.schedule": "wsd", "train.decay_frac": 0.2})
-    assert lr_at(0, cfg) == pytest.approx(0.1) and lr_at(9, cfg) == pytest.approx(1.0)
-    assert all(lr_at(s, cfg) == 1.0 for s in range(10, 88))  # stable: the peak through step 87
-    assert lr_at(98, cfg) == pytest.approx(1.0 - 0.9 * 11 / 22)  # then linear over 22 steps to the floor at 109
-    assert lr_at(109, cfg) == pytest.approx(0.1)
-    values = [lr_at(s, cfg) for s in range(88, 110)]
-    assert all(a > b for a, b in zip(values, values[1:]))
-    # a decay longer than the steps after warmup starts at the warmup's end
-    long = load(None, {"train.steps": 20, "train.warmup_steps": 10, "train.lr": 1.0, "train.schedule": "wsd",
-                       "train.decay_frac": 0.9})
-    assert lr_at(10, long) == pytest.approx(1.0) and lr_at(19, long) == pytest.approx(0.1)
-
-
 @pytest.mark.parametrize("name", ["adamw", "adafactor", "muon"])
 def test_depth_lr_exponent_gives_the_blocks_their_own_lr(name):
     from stackwise.optim import depth_lr_factor, set_lr
