@@ -25,6 +25,8 @@ def _kind(doc: str) -> str:
     """Which of the generator's kinds a document is."""
     if doc.startswith("Words:"):
         return "repeat"
+    if "Question:\n" in doc:
+        return "quiz"
     if doc.startswith(">>>") or "print(" in doc:
         return "program"
     if _drill_forms(doc) is not None:
@@ -37,8 +39,8 @@ def test_the_generator_is_seeded():
     assert _docs("synthetic:1", n=200) != _docs("synthetic", n=200)
     assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
     docs = _docs("synthetic", n=4000)
-    # documents per kind follow the weights (program 15, arithmetic 1, repeat 15, story 1, drill 1)
-    counts = {kind: 0 for kind in ("program", "arithmetic", "repeat", "story", "drill")}
+    # documents per kind follow the weights (program 30, arithmetic 1, repeat 30, story 1, drill 1, quiz 4)
+    counts = {kind: 0 for kind in ("program", "arithmetic", "repeat", "story", "drill", "quiz")}
     for d in docs:
         counts[_kind(d)] += 1
     for kind, weight in zip(counts, synthetic.WEIGHTS):
@@ -63,7 +65,9 @@ def test_the_generator_is_seeded():
     text = sum(len(d) + 1 for d in docs)
     repl = sum(len(d) + 1 for d in docs if d.startswith(">>>")) / text
     copied = sum(len(d) + 1 for d in docs if re.match(r"Words: .*\.\nFrom ", d)) / text
-    assert repl == pytest.approx(0.45, abs=0.02) and copied == pytest.approx(0.37, abs=0.02), (repl, copied)
+    quizzes = sum(len(d) + 1 for d in docs if _kind(d) == "quiz") / text
+    assert repl == pytest.approx(0.43, abs=0.02) and copied == pytest.approx(0.33, abs=0.02), (repl, copied)
+    assert quizzes == pytest.approx(0.11, abs=0.02)
     total = sum(len(d) + 1 for d in sources.documents("synthetic:3:0.5", "train"))
     assert 0.5e6 <= total < 0.5e6 + 2000 and sources.size_bytes("synthetic:3:0.5", "train") == 500_000
 
@@ -174,12 +178,34 @@ def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
     return pairs
 
 
+def test_quizzes_answer_with_the_value_the_asked_name_holds():
+    rng = random.Random(5)
+    questions, depths = set(), set()
+    for _ in range(300):
+        for problem in synthetic.quiz(rng).split("\n\n"):
+            *body, frame, question, answer = problem.splitlines()
+            assert frame == "Question:" and answer.startswith("Answer: "), problem
+            env, depth = {}, {}
+            for binding in ", ".join(body).split(", "):  # compact and unindented, as the code form writes them
+                n, v = re.fullmatch(r"([a-z])=([a-z]|\d+)", binding).groups()
+                env[n], depth[n] = (int(v), 0) if v.isdigit() else (env[v], depth[v] + 1)
+            form = next(q for q in synthetic.QUIZ_QUESTIONS if re.fullmatch(_template_re(q), question))
+            asked = re.fullmatch(_template_re(form), question)[1]
+            assert env[asked] == int(answer.removeprefix("Answer: "))
+            questions.add(form)
+            depths |= set(depth.values())
+    assert questions == set(synthetic.QUIZ_QUESTIONS) and depths == {0, 1, 2}
+
+
 def test_it_is_not_the_evaluation_set():
     text = "\n\n".join(_docs("synthetic", n=5000) + _docs("synthetic:7", "val", n=2000))
     # the primitives' templates and transfer wordings never appear
     for phrase in ("Fill in blank", "=__ ->", "=_ ->", "___", "mathematical equations", "What is the value of",
-                   "What is the numerical value of", "Question:", "Answer:", "Program:", "Python program"):
+                   "What is the numerical value of", "value of", "Program:", "Python program"):
         assert phrase not in text, phrase
+    # the code form's `Question:` / `Answer:` frame only in quizzes, around questions of their own
+    for doc in text.split("\n\n"):
+        assert ("Question:" in doc) == ("Answer:" in doc)
     # the basic form's indented ` x=5` lines never; compact `x=457` lines only unindented and with values of 21 and up
     assert not re.search(r"(^|\n) +[a-z]=", text)
     compact = [(m[1], int(m[2])) for m in re.finditer(r"\b([a-z])=(\d+)\b", text)]

@@ -16,15 +16,19 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               parts (`so x is 457`, `look up x: 457`, `x = ?\nreply: 457`, ...): numbers bound, aliased up to two
               deep, and one name asked about per problem, so that a look-up is not tied to one wording and the text
               has the shape of a few-shot prompt (solved problems, then another)
+  quiz        a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
+              `Question:` / `What does x hold?` / `Answer: 457` (the primitives' code form's frame; never its
+              question `What is the value of x?`, its `Program:` header or the basic and math forms' wordings)
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
   of 21-999, so no (name, value) pair the primitives can ask about is ever trained on;
 - none of the primitives' templates appears: no "Fill in blank", no "=__ ->" or "=_ ->", no "mathematical
-  equations" header, no "What is the (numerical) value of", no "Question:" / "Answer:" lines, no "Program:"
-  header, no indented compact binding (the basic form's ` x=5` lines; compact `x=457` lines, the notation of the
-  math and code forms' equations, are written here only unindented and with values of 21 and up), and no
-  signed-digit sums (`+1+9=`): arithmetic is written `37 + 48 = 85`;
+  equations" header, no "What is the (numerical) value of", no "Program:" header (the code form's `Question:` /
+  `Answer:` frame appears, in quizzes only, around questions of their own), no indented compact binding (the
+  basic form's ` x=5` lines; compact `x=457` lines, the notation of the math and code forms' equations, are written
+  here only unindented and with values of 21 and up), and no signed-digit sums (`+1+9=`): arithmetic is written
+  `37 + 48 = 85`;
 - copying uses words of four or more letters, never the primitives' three-letter words.
 
 Spec: `synthetic[:SEED[:MB]]` as a source (data.train, data.val, or inside data.mix); SEED (default 0) picks the
@@ -44,8 +48,9 @@ from collections.abc import Iterator
 # the repeats' share of the text back to version 3's; 6: drill questions put together from parts, 720 forms, and
 # the word after a run asked in several forms; 7: the list copied to its end back to version 3's share of the text,
 # and REPL sessions 3 in 5 programs; 8: REPL sessions back to version 3's share of the text, 9 in 10 programs and
-# programs drawn three times as often, beside the copied lists)
-VERSION = "synthetic-8"
+# programs drawn three times as often, beside the copied lists; 9: quizzes, look-ups in the code form's
+# `Question:` / `Answer:` frame, a tenth of the text)
+VERSION = "synthetic-9"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -197,12 +202,13 @@ def question_form(rng: random.Random) -> str:
     return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
-def drill(rng: random.Random, form=question_form) -> str:
+def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> str:
     """Two to five look-up problems in one binding form and one question form, separated by blank lines. Each binds
     three to six names to numbers, aliases up to four names to them (an alias of an alias is two deep), then asks
     one name's value and gives it. Every line of a problem is indented alike (no indent, or one space; compact
-    bindings are never indented). `form` draws the document's question form (`question_form` by default)."""
-    bind, ask = rng.choice(DRILL_BINDINGS), form(rng)
+    bindings are never indented). `form` draws the document's question form (`question_form` by default), and
+    the binding form is one of `bindings`."""
+    bind, ask = rng.choice(bindings), form(rng)
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
     for _ in range(rng.randint(2, 5)):
@@ -226,13 +232,31 @@ def drill(rng: random.Random, form=question_form) -> str:
     return "\n\n".join(problems)
 
 
-KINDS = (program, arithmetic, repeat, story, drill)
-# documents drawn per kind, so that of the text about 45% is REPL sessions (look-ups: version 3, whose model learned
-# them, had 46%; version 7, whose model formed an induction head but no look-up in 5000 steps, 16%) and 37% a list
+# A quiz is a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
+# `Question:` and `Answer:` lines around one of the questions below. The frame is the primitives' code form's
+# (its `Question:` / `Answer:` lines and unindented compact bindings); its exact template, the question `What is the
+# value of x?` after a `Program:` header, is never written (tests/test_synthetic.py), and neither are the basic and
+# math forms' wordings, the transfer the study measures
+QUIZ_QUESTIONS = ("What is {n}?", "What does {n} hold?", "What is {n} now?", "What value does {n} have?",
+                  "Which number is {n}?", "What is in {n}?", "{n} is what?", "Give {n}.")
+
+
+def quiz_form(rng: random.Random) -> str:
+    return "Question:\n" + rng.choice(QUIZ_QUESTIONS) + "\nAnswer: {v}"
+
+
+def quiz(rng: random.Random) -> str:
+    """Two to five look-up problems as a drill's, each asked in a quiz's `Question:` / `Answer:` frame."""
+    return drill(rng, quiz_form, (COMPACT,))
+
+
+KINDS = (program, arithmetic, repeat, story, drill, quiz)
+# documents drawn per kind, so that of the text about 43% is REPL sessions (look-ups: version 3, whose model learned
+# them, had 46%; version 7, whose model formed an induction head but no look-up in 5000 steps, 16%), 33% a list
 # copied from a named word to its end (copying: induction heads form only when it is frequent in the data; version 3
-# had 39%, versions 4 and 6, whose models formed none, about 20%); 42% repeats in all, 49% programs, 6% drills and
-# 3% arithmetic and stories (measured in tests/test_synthetic.py)
-WEIGHTS = (15, 1, 15, 1, 1)
+# had 39%, versions 4 and 6, whose models formed none, about 20%), 11% quizzes; 37% repeats in all, 47% programs,
+# 3% drills and 2% arithmetic and stories (measured in tests/test_synthetic.py)
+WEIGHTS = (30, 1, 30, 1, 1, 4)
 
 
 def parse(spec: str) -> tuple[int, float]:
