@@ -67,12 +67,15 @@ def open_drill(rng: random.Random) -> str:
 
 
 def documents(seed: int, max_bytes: float):
-    """The generator's documents (its kinds and weights) with every drill's question form drawn open-ended."""
-    kinds = [open_drill if kind is synthetic.drill else kind for kind in synthetic.KINDS]
+    """The generator's documents (its kinds and weights) with every drill's question form drawn open-ended, and
+    without its quizzes (since version 9), whose `Question:` / `Answer:` frame this text keeps out."""
+    pairs = [(open_drill if kind is synthetic.drill else kind, weight)
+             for kind, weight in zip(synthetic.KINDS, synthetic.WEIGHTS, strict=True) if kind is not synthetic.quiz]
+    kinds, weights = zip(*pairs, strict=True)
     rng = random.Random(f"open-form-drills|{seed}")
     total = 0
     while total < max_bytes:
-        doc = rng.choices(kinds, synthetic.WEIGHTS)[0](rng)
+        doc = rng.choices(kinds, weights)[0](rng)
         total += len(doc) + 1
         yield doc
 
