@@ -5,6 +5,10 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
   by the log-likelihood choice between the printed value and up to four other values bound in the same session
   (chance: 1 / candidates); overall and for the sessions whose name was last bound directly to a number (one
   look-up, no alias chain);
+- **quiz recall** (generator version 9 on): the last problem of a fresh `quiz` (compact bindings, then `Question:`,
+  a question of the generator's own and `Answer:`), its value chosen by log-likelihood among up to five numbers
+  bound in that problem: the look-up in the frame of the primitives' code form, where the primitive itself asks a
+  question the generator never writes (chance: 1 / candidates);
 - **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
   of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
 - **copy loss**: in `repeat` documents (a word list, then a run of it repeated from a named word), the mean loss of
@@ -29,7 +33,7 @@ import torch
 import yaml
 
 from stackwise import config as config_mod
-from stackwise.data.synthetic import program, repeat
+from stackwise.data.synthetic import program, quiz, repeat
 from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
 
@@ -72,6 +76,28 @@ def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
             counts[key][2] += 1 / len(candidates)
     return {key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
             for key, (r, k, c) in counts.items()}
+
+
+def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
+    """(prompt, answer, other candidates) from a fresh quiz: up to its last `Answer:`, the value after it, and the
+    other numbers bound in the last problem."""
+    text = quiz(rng)
+    prompt, answer = text.rsplit(" ", 1)
+    others = sorted(set(re.findall(r"=(\d+)\b", text.rsplit("\n\n", 1)[-1])) - {answer})
+    return prompt, answer, others
+
+
+def quiz_recall(lm: StackwiseLM, n: int, seed: int) -> dict:
+    rng = random.Random(f"synthetic-recall-quiz:{seed}")
+    right, chance = 0, 0.0
+    for _ in range(n):
+        prompt, answer, others = quiz_query(rng)
+        rng.shuffle(others)
+        candidates = [f" {answer}", *(f" {v}" for v in others[:4])]
+        scores = lm.loglik(prompt, candidates)
+        right += scores.index(max(scores)) == 0
+        chance += 1 / len(candidates)
+    return {"accuracy": right / n, "ci95": wilson(right, n), "chance": chance / n, "n": n}
 
 
 def _token_losses(model, tok, text: str) -> tuple[list[tuple[int, int]], torch.Tensor]:
@@ -124,18 +150,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     print("| run (step) | recall, all sessions [95% CI] (chance) | recall, name bound to a number [95% CI] (chance) "
-          "| look-up / assigned first-token loss | copied run / list token loss |")
-    print("|---|---|---|---|---|")
+          "| quiz recall [95% CI] (chance) | look-up / assigned first-token loss | copied run / list token loss |")
+    print("|---|---|---|---|---|---|")
     for run in args.runs:
         cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
         tok = load_tokenizer(run / "tokenizer.json")
         for _, step, model in models(run, args.checkpoint):
             model.eval()
-            r = recall(StackwiseLM(model, tok, context=cfg.train.seq_len), args.n, args.seed)
+            lm = StackwiseLM(model, tok, context=cfg.train.seq_len)
+            r = recall(lm, args.n, args.seed)
+            q = quiz_recall(lm, args.n, args.seed)
             t = token_diagnostics(model, tok, args.n_tokens, args.seed)
             cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
-                     for v in (r["all"], r["direct"])]
-            print(f"| {run} ({step}) | {cells[0]} | {cells[1]} | {t['looked_up']:.2f} / {t['assigned']:.2f} "
+                     for v in (r["all"], r["direct"], q)]
+            print(f"| {run} ({step}) | {' | '.join(cells)} | {t['looked_up']:.2f} / {t['assigned']:.2f} "
                   f"| {t['run']:.2f} / {t['list']:.2f} |", flush=True)
 
 

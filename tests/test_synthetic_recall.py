@@ -1,6 +1,7 @@
 """benchmarks/synthetic_recall.py: recall and copy diagnostics read the generator's documents of every version."""
 
 import random
+import re
 
 import torch
 
@@ -16,6 +17,16 @@ def test_it_measures_repl_sessions_and_from_a_word_repeats():
         assert "\nFrom " in synthetic_recall.repeat_from(rng)
 
 
+def test_a_quiz_query_asks_the_last_problem_among_its_own_numbers():
+    rng = random.Random(1)
+    for _ in range(50):
+        prompt, answer, others = synthetic_recall.quiz_query(rng)
+        last = prompt.rsplit("\n\n", 1)[-1]
+        assert prompt.endswith("\nAnswer:") and answer.isdigit() and answer not in others
+        bound = re.findall(r"=(\d+)\b", last)  # the numbers bound in the last problem
+        assert answer in bound and others and set(others) == set(bound) - {answer}
+
+
 def test_recall_and_token_losses_run_on_a_model(tiny_cfg):
     from stackwise import data as data_mod
     from stackwise.evals.scoring import StackwiseLM
@@ -26,5 +37,7 @@ def test_recall_and_token_losses_run_on_a_model(tiny_cfg):
     model = Transformer(cfg.model).eval()
     got = synthetic_recall.recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=6, seed=0)
     assert got["all"]["n"] == 6 and 0 < got["all"]["chance"] < 1 and 0 <= got["all"]["accuracy"] <= 1
+    quizzes = synthetic_recall.quiz_recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=4, seed=0)
+    assert quizzes["n"] == 4 and 0 < quizzes["chance"] < 1 and 0 <= quizzes["accuracy"] <= 1
     losses = synthetic_recall.token_diagnostics(model, tok, n=3, seed=0)
     assert set(losses) == {"looked_up", "assigned", "run", "list"} and all(v > 0 for v in losses.values())
