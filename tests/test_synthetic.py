@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 import random
@@ -39,7 +40,7 @@ def test_the_generator_is_seeded():
     assert _docs("synthetic:1", n=200) != _docs("synthetic", n=200)
     assert _docs("synthetic", "val", n=200) != _docs("synthetic", n=200)  # the validation split draws its own
     docs = _docs("synthetic", n=4000)
-    # documents per kind follow the weights (program 26, arithmetic 1, repeat 34, story 1, drill 1, quiz 4)
+    # documents per kind follow the weights (program 10, arithmetic 1, repeat 34, story 1, drill 1, quiz 12)
     counts = {kind: 0 for kind in ("program", "arithmetic", "repeat", "story", "drill", "quiz")}
     for d in docs:
         counts[_kind(d)] += 1
@@ -60,14 +61,15 @@ def test_the_generator_is_seeded():
         else:
             assert not d.startswith("Words:"), d
     assert forms.count("from") / len(forms) == pytest.approx(0.85, abs=0.03)  # 17 in 20 copy the list to its end
-    # of the text, REPL sessions (the look-ups version 3's model learned: 46% of its text) and lists copied to their
-    # end (the induction head's data: version 3 39%, versions 4 and 6, whose models formed none, about 20%)
+    # of the text, quizzes (most look-ups, in one frame, as version 3's REPL sessions were: 46% of its text), REPL
+    # sessions and lists copied to their end (the induction head's data: version 3 39%, versions 4 and 6, whose
+    # models formed none, about 20%)
     text = sum(len(d) + 1 for d in docs)
     repl = sum(len(d) + 1 for d in docs if d.startswith(">>>")) / text
     copied = sum(len(d) + 1 for d in docs if re.match(r"Words: .*\.\nFrom ", d)) / text
     quizzes = sum(len(d) + 1 for d in docs if _kind(d) == "quiz") / text
-    assert repl == pytest.approx(0.38, abs=0.02) and copied == pytest.approx(0.38, abs=0.02), (repl, copied)
-    assert quizzes == pytest.approx(0.10, abs=0.02)
+    assert repl == pytest.approx(0.15, abs=0.02) and copied == pytest.approx(0.39, abs=0.02), (repl, copied)
+    assert quizzes == pytest.approx(0.34, abs=0.02)
     total = sum(len(d) + 1 for d in sources.documents("synthetic:3:0.5", "train"))
     assert 0.5e6 <= total < 0.5e6 + 2000 and sources.size_bytes("synthetic:3:0.5", "train") == 500_000
 
@@ -180,7 +182,7 @@ def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
 
 def test_quizzes_answer_with_the_value_the_asked_name_holds():
     rng = random.Random(5)
-    questions, depths = set(), set()
+    questions, depths = collections.Counter(), set()
     for _ in range(300):
         for problem in synthetic.quiz(rng).split("\n\n"):
             *body, frame, question, answer = problem.splitlines()
@@ -189,23 +191,28 @@ def test_quizzes_answer_with_the_value_the_asked_name_holds():
             for binding in ", ".join(body).split(", "):  # compact and unindented, as the code form writes them
                 n, v = re.fullmatch(r"([a-z])=([a-z]|\d+)", binding).groups()
                 env[n], depth[n] = (int(v), 0) if v.isdigit() else (env[v], depth[v] + 1)
-            form = next(q for q in synthetic.QUIZ_QUESTIONS if re.fullmatch(_template_re(q), question))
+            form = next(q for q in (synthetic.CODE_QUESTION, *synthetic.QUIZ_QUESTIONS)
+                        if re.fullmatch(_template_re(q), question))
             asked = re.fullmatch(_template_re(form), question)[1]
             assert env[asked] == int(answer.removeprefix("Answer: "))
-            questions.add(form)
+            questions[form] += 1
             depths |= set(depth.values())
-    assert questions == set(synthetic.QUIZ_QUESTIONS) and depths == {0, 1, 2}
+    assert set(questions) == {synthetic.CODE_QUESTION, *synthetic.QUIZ_QUESTIONS} and depths == {0, 1, 2}
+    # half the quizzes ask the code form's own question (one form per quiz, so counted over problems: roughly)
+    assert questions[synthetic.CODE_QUESTION] / sum(questions.values()) == pytest.approx(0.5, abs=0.08)
 
 
 def test_it_is_not_the_evaluation_set():
     text = "\n\n".join(_docs("synthetic", n=5000) + _docs("synthetic:7", "val", n=2000))
     # the primitives' templates and transfer wordings never appear
-    for phrase in ("Fill in blank", "=__ ->", "=_ ->", "___", "mathematical equations", "What is the value of",
-                   "What is the numerical value of", "value of", "Program:", "Python program"):
+    for phrase in ("Fill in blank", "=__ ->", "=_ ->", "___", "mathematical equations", "numerical value",
+                   "Program:", "Python program", "Use the program", "resolve the value", primitives.CODE_HEADER[:20]):
         assert phrase not in text, phrase
-    # the code form's `Question:` / `Answer:` frame only in quizzes, around questions of their own
+    # the code form's `Question:` / `What is the value of x?` / `Answer:` lines only in quizzes (no header)
     for doc in text.split("\n\n"):
         assert ("Question:" in doc) == ("Answer:" in doc)
+        assert "value of" not in doc or re.search(r"(^|, )[a-z]=(\d+|[a-z])\nQuestion:\nWhat is the value of [a-z]\?\n"
+                                                  r"Answer: \d+$", doc, re.M), doc
     # the basic form's indented ` x=5` lines never; compact `x=457` lines only unindented and with values of 21 and up
     assert not re.search(r"(^|\n) +[a-z]=", text)
     compact = [(m[1], int(m[2])) for m in re.finditer(r"\b([a-z])=(\d+)\b", text)]

@@ -17,15 +17,18 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               deep, and one name asked about per problem, so that a look-up is not tied to one wording and the text
               has the shape of a few-shot prompt (solved problems, then another)
   quiz        a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
-              `Question:` / `What does x hold?` / `Answer: 457` (the primitives' code form's frame; never its
-              question `What is the value of x?`, its `Program:` header or the basic and math forms' wordings)
+              `Question:` / `What is the value of x?` (half the quizzes; the others ask in eight forms of their
+              own, `What does x hold?`, ...) / `Answer: 457`: the primitives' code form without its header, so
+              that the code tasks measure the look-up in a frame seen in training and the basic and math forms,
+              never written here, the transfer
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
   of 21-999, so no (name, value) pair the primitives can ask about is ever trained on;
 - none of the primitives' templates appears: no "Fill in blank", no "=__ ->" or "=_ ->", no "mathematical
-  equations" header, no "What is the (numerical) value of", no "Program:" header (the code form's `Question:` /
-  `Answer:` frame appears, in quizzes only, around questions of their own), no indented compact binding (the
+  equations" header, no "What is the numerical value of", no code-form header ("The following is a very short Python
+  program ... Program:"; the code form's `Question:` / `What is the value of x?` / `Answer:` lines appear, in
+  quizzes only, without it and with values of 21 and up), no indented compact binding (the
   basic form's ` x=5` lines; compact `x=457` lines, the notation of the math and code forms' equations, are written
   here only unindented and with values of 21 and up), and no signed-digit sums (`+1+9=`): arithmetic is written
   `37 + 48 = 85`;
@@ -50,8 +53,9 @@ from collections.abc import Iterator
 # and REPL sessions 3 in 5 programs; 8: REPL sessions back to version 3's share of the text, 9 in 10 programs and
 # programs drawn three times as often, beside the copied lists; 9: quizzes, look-ups in the code form's
 # `Question:` / `Answer:` frame, a tenth of the text; 10: the lists copied to their end back to 38% of the text, which
-# version 9's quizzes had lowered to 33% and its model formed no induction head)
-VERSION = "synthetic-10"
+# version 9's quizzes had lowered to 33% and its model formed no induction head; 11: quizzes a third of the text, half
+# of them asking the code form's own question, in place of most REPL sessions)
+VERSION = "synthetic-11"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -234,16 +238,19 @@ def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> st
 
 
 # A quiz is a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
-# `Question:` and `Answer:` lines around one of the questions below. The frame is the primitives' code form's
-# (its `Question:` / `Answer:` lines and unindented compact bindings); its exact template, the question `What is the
-# value of x?` after a `Program:` header, is never written (tests/test_synthetic.py), and neither are the basic and
-# math forms' wordings, the transfer the study measures
+# `Question:` and `Answer:` lines around a question. Half the quizzes ask the primitives' code form's question, the
+# others one of eight of their own, so that the look-up is learned in that frame (a model of this size answers a
+# question only in forms it was trained on, docs/results/reasoning) without being tied to one sentence. The code
+# form's exact template, its header ending in `Program:`, is never written, its values (0-20) are never bound, and
+# neither are the basic and math forms' wordings written, the transfer the study measures (tests/test_synthetic.py)
+CODE_QUESTION = "What is the value of {n}?"
 QUIZ_QUESTIONS = ("What is {n}?", "What does {n} hold?", "What is {n} now?", "What value does {n} have?",
                   "Which number is {n}?", "What is in {n}?", "{n} is what?", "Give {n}.")
 
 
 def quiz_form(rng: random.Random) -> str:
-    return "Question:\n" + rng.choice(QUIZ_QUESTIONS) + "\nAnswer: {v}"
+    question = CODE_QUESTION if rng.random() < 0.5 else rng.choice(QUIZ_QUESTIONS)
+    return "Question:\n" + question + "\nAnswer: {v}"
 
 
 def quiz(rng: random.Random) -> str:
@@ -252,13 +259,13 @@ def quiz(rng: random.Random) -> str:
 
 
 KINDS = (program, arithmetic, repeat, story, drill, quiz)
-# documents drawn per kind, so that of the text about 38% is a list copied from a named word to its end (copying:
+# documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
-# none, about 20%, and version 9's 33% formed none within 5000 steps), 38% REPL sessions (look-ups: version 3, whose
-# model learned them, had 46%; version 7, whose model formed an induction head but no look-up in 5000 steps, 16%) and
-# 10% quizzes; 44% repeats in all, 42% programs, 3% drills and 2% arithmetic and stories (measured in
-# tests/test_synthetic.py)
-WEIGHTS = (26, 1, 34, 1, 1, 4)
+# none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
+# the one form most of the look-ups take, as version 3's REPL sessions, 46% of its text, were for its model, which
+# learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
+# (measured in tests/test_synthetic.py)
+WEIGHTS = (10, 1, 34, 1, 1, 12)
 
 
 def parse(spec: str) -> tuple[int, float]:
