@@ -72,8 +72,9 @@ class OptimConfig:
 
 @dataclass
 class DataConfig:
-    train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT] | synthetic[:SEED[:MB]]
+    train: str = "bundled"  # bundled | file.txt | file.jsonl | folder | hf:NAME[:SPLIT] | synthetic[:SEED[:MB[:KINDS]]]
     mix: str | None = None  # instead of train: sources by weight, e.g. "bundled:0.8,synthetic:0.2" (docs/data.md)
+    stages: str | None = None  # instead of train: a mix per stage of training, "0=MIX;STEP=MIX;..." (docs/data.md)
     val: str = "bundled"  # as train; for hf: datasets, hf:NAME:SPLIT
     tokenizer: str | None = None  # path to a tokenizer.json; None trains a byte-level BPE on the train split
     tokenizer_sample_mb: float | None = 16.0  # BPE trains on N MB of the train split, spread over its files; None=all
@@ -490,6 +491,24 @@ def parse_mix(mix: str, key: str = "data.mix") -> list[tuple[str, float]]:
     return [(spec, w / total) for spec, w in parts]
 
 
+def parse_stages(stages: str, key: str = "data.stages") -> list[tuple[int, str]]:
+    """[(first step, mix)] of 'STEP=MIX;STEP=MIX;...': each stage trains on its mix from its first step until the
+    next stage's; the first starts at step 0 and the steps increase."""
+    parts = []
+    for item in stages.split(";"):
+        start, sep, mix = item.strip().partition("=")
+        if not sep or not start.strip().isdigit() or not mix.strip():
+            raise UserError(f"{key}: '{item.strip()}' is not STEP=MIX (e.g. 0=bundled:0.7,synthetic:0.3;"
+                            "2000=bundled:1)")
+        parse_mix(mix.strip(), f"{key} (stage from step {int(start)})")
+        parts.append((int(start), mix.strip()))
+    starts = [s for s, _ in parts]
+    if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])):
+        raise UserError(f"{key}: the stages must start at step 0 and in increasing order (got steps "
+                        f"{', '.join(map(str, starts))})")
+    return parts
+
+
 def validate(cfg: Config) -> None:
     """Raise a one-line UserError naming the first invalid field."""
     m, t = cfg.model, cfg.train
@@ -528,6 +547,14 @@ def validate(cfg: Config) -> None:
         parse_mix(cfg.data.mix)
         need(cfg.data.train == "bundled", f"data.train: {cfg.data.train} would be ignored: data.mix is set "
              f"({cfg.data.mix}) and trains instead; put the source in the mix, or pass --data.mix null")
+    if cfg.data.stages is not None:
+        stages = parse_stages(cfg.data.stages)
+        need(cfg.data.mix is None, "data.mix: would be ignored: data.stages is set and gives each stage its own mix; "
+             "pass --data.mix null")
+        need(cfg.data.train == "bundled", f"data.train: {cfg.data.train} would be ignored: data.stages is set and "
+             "trains instead; put the source in a stage's mix")
+        need(stages[-1][0] < t.steps, f"data.stages: the stage from step {stages[-1][0]} would never train "
+             f"(train.steps is {t.steps})")
     if cfg.eval.primitives_tasks:
         from stackwise.evals.primitives import TASKS
 

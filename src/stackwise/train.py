@@ -266,7 +266,7 @@ class Trainer:
         if self.frozen_layers(stage) is not None:  # resumed after a growth event under growth.freeze_old
             freeze(self.model, self.frozen_layers(stage))
         self.optimizer = build_optimizer(self.model, cfg)
-        self.loader = TrainLoader(self.data.train, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
+        self.loader = TrainLoader(self.data.train_stages, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
         self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
         self.window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
         self.telemetry = GrowthTelemetry()  # loss jump and recovery of each growth event (events.jsonl)

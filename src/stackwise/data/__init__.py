@@ -29,7 +29,7 @@ from rich.progress import (
 )
 from tokenizers import Tokenizer
 
-from stackwise.config import Config
+from stackwise.config import Config, parse_stages
 from stackwise.data import sources, tokenizer, tokens, word_cache
 from stackwise.errors import UserError
 
@@ -40,8 +40,13 @@ TOKENIZER_VERSION = "bytelevel-bpe-1"
 class Prepared:
     tokenizer: Tokenizer
     tokenizer_path: Path
-    train: np.ndarray  # memory-mapped token ids
+    train_stages: list[tuple[int, np.ndarray]]  # (first step, memory-mapped token ids) per data stage; one without
     val: np.ndarray
+
+    @property
+    def train(self) -> np.ndarray:
+        """The first stage's token ids (the only ones without data.stages)."""
+        return self.train_stages[0][1]
 
 
 def _key(*parts: object) -> str:
@@ -55,8 +60,18 @@ def _cache_dir(cfg: Config) -> Path:
 
 
 def train_source(cfg: Config) -> str:
-    """The training split's source spec: data.mix (as a mix: spec) when set, else data.train."""
+    """The training split's source spec: data.stages (as a stages: spec, every stage's text) or data.mix (as a mix:
+    spec) when set, else data.train."""
+    if cfg.data.stages:
+        return sources.STAGES_PREFIX + cfg.data.stages
     return sources.MIX_PREFIX + cfg.data.mix if cfg.data.mix else cfg.data.train
+
+
+def train_stages(cfg: Config) -> list[tuple[int, str]]:
+    """(first step, source spec) of each stage of the training data: one stage from step 0 without data.stages."""
+    if cfg.data.stages:
+        return [(start, sources.MIX_PREFIX + mix) for start, mix in parse_stages(cfg.data.stages)]
+    return [(0, train_source(cfg))]
 
 
 IDENTITY_FILE = "data.json"
@@ -210,10 +225,11 @@ def _progress(console: Console, what: str, total: int | None) -> Progress:
 
 
 def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=print,
-               console: Console | None = None) -> np.ndarray:
+               console: Console | None = None, spec: str | None = None) -> np.ndarray:
     """The split's token file, built once (streamed, in bounded memory, with a progress bar) and then memory-mapped.
-    For the train split, data.max_tokens keeps only the first N tokens of the source."""
-    spec = train_source(cfg) if split == "train" else cfg.data.val
+    For the train split, data.max_tokens keeps only the first N tokens of the source. `spec`: another source than
+    the split's (a data stage's)."""
+    spec = spec or (train_source(cfg) if split == "train" else cfg.data.val)
     cap = cfg.data.max_tokens if split == "train" else None
     key = _key(sources.fingerprint(spec, split, cfg.data.text_field),
                hashlib.sha256(tok_path.read_bytes()).hexdigest(), cfg.model.vocab_size, *([cap] if cap else []))
@@ -247,8 +263,8 @@ def token_file(cfg: Config, tok: Tokenizer, tok_path: Path, split: str, log=prin
 def prepare(cfg: Config, log=print, console: Console | None = None) -> Prepared:
     """Tokenizer and token files of a config (each built once and cached); `console` shows progress bars."""
     tok, tok_path = tokenizer_for(cfg, log)
-    return Prepared(tok, tok_path, token_file(cfg, tok, tok_path, "train", log, console),
-                    token_file(cfg, tok, tok_path, "val", log, console))
+    train = [(start, token_file(cfg, tok, tok_path, "train", log, console, spec)) for start, spec in train_stages(cfg)]
+    return Prepared(tok, tok_path, train, token_file(cfg, tok, tok_path, "val", log, console))
 
 
 def unigram_entropy(ids: np.ndarray, vocab_size: int) -> float:

@@ -8,11 +8,16 @@ A source spec is a string (the `data.train` / `data.val` fields):
   FOLDER             every such file below it, in sorted order
   hf:NAME[:SPLIT]    a Hugging Face dataset, streamed (needs `pip install -e ".[hf]"`); SPLIT defaults to the split
                      asked for
-  synthetic[:SEED[:MB]]
-                     generated text with the structure reasoning needs (data/synthetic.py), MB of it (default 16)
+  synthetic[:SEED[:MB[:KINDS]]]
+                     generated text with the structure reasoning needs (data/synthetic.py), MB of it (default 16),
+                     of the kinds joined by + in KINDS (default all: `synthetic:0:16:repeat+program`)
   mix:SRC:W,SRC:W    several sources by weight (`data.mix`, which builds this spec): documents are interleaved so
                      that each source's share of the characters follows its weight; the mix ends when any source
                      runs out. Deterministic (no randomness: the source furthest below its share goes next).
+  stages:0=MIX;STEP=MIX
+                     `data.stages`, a mix per stage of training (data/__init__.py gives each stage its own token
+                     file): as a source, every stage's parts at once (each stage's weights over the number of stages),
+                     what the tokenizer trains on and the run's train fingerprint covers
 Each source yields documents (strings); the tokenizer puts an end-of-text token between them.
 """
 
@@ -27,13 +32,14 @@ import lzma
 from collections.abc import Iterator
 from pathlib import Path
 
-from stackwise.config import parse_mix
+from stackwise.config import parse_mix, parse_stages
 from stackwise.data import synthetic, tokenizer
 from stackwise.errors import UserError
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
 HF_PREFIX = "hf:"
 MIX_PREFIX = "mix:"
+STAGES_PREFIX = "stages:"
 SYNTHETIC = "synthetic"
 TEXT_SUFFIXES = (".txt", ".jsonl")
 def _open_zstd(path: Path, mode: str):
@@ -116,9 +122,12 @@ def documents(spec: str, split: str, text_field: str = "text") -> Iterator[str]:
     if spec.startswith(MIX_PREFIX):
         yield from _mixed(spec, split, text_field)
         return
+    if spec.startswith(STAGES_PREFIX):
+        yield from _mixed(stages_mix(spec), split, text_field)
+        return
     if _is_synthetic(spec):
-        seed, mb = _synthetic_spec(spec, key)
-        yield from synthetic.documents(seed, split, mb * 1e6)
+        seed, mb, kinds = _synthetic_spec(spec, key)
+        yield from synthetic.documents(seed, split, mb * 1e6, kinds)
         return
     if spec == "bundled":
         with lzma.open(_bundled_file(split), "rt", encoding="utf-8") as f:
@@ -146,14 +155,29 @@ def _is_synthetic(spec: str) -> bool:
     return spec == SYNTHETIC or spec.startswith(SYNTHETIC + ":")
 
 
-def _synthetic_spec(spec: str, key: str) -> tuple[int, float]:
+SYNTHETIC_FORM = ("synthetic[:SEED[:MB[:KINDS]]] (an integer seed, a size in MB > 0, kinds joined by + among "
+                  f"{', '.join(synthetic.KIND_NAMES)})")
+
+
+def _synthetic_spec(spec: str, key: str) -> tuple[int, float, tuple[str, ...] | None]:
     try:
-        seed, mb = synthetic.parse(spec)
+        seed, mb, kinds = synthetic.parse(spec)
     except ValueError:
-        raise UserError(f"{key}: {spec} is not synthetic[:SEED[:MB]] (an integer seed, a size in MB)") from None
-    if mb <= 0 or len(spec.split(":")) > 3:
-        raise UserError(f"{key}: {spec} is not synthetic[:SEED[:MB]] (an integer seed, a size in MB > 0)")
-    return seed, mb
+        raise UserError(f"{key}: {spec} is not {SYNTHETIC_FORM}") from None
+    if mb <= 0:
+        raise UserError(f"{key}: {spec} is not {SYNTHETIC_FORM}")
+    return seed, mb, kinds
+
+
+def stages_mix(spec: str) -> str:
+    """The mix: spec of every stage's parts at once, each stage's weights divided by the number of stages (a source
+    named in several stages takes the sum of its weights)."""
+    stages = parse_stages(spec[len(STAGES_PREFIX):])
+    weights: dict[str, float] = {}
+    for _, mix in stages:
+        for part, weight in parse_mix(mix):
+            weights[part] = weights.get(part, 0.0) + weight / len(stages)
+    return MIX_PREFIX + ",".join(f"{part}:{weight!r}" for part, weight in weights.items())
 
 
 def _mixed(spec: str, split: str, text_field: str) -> Iterator[str]:
@@ -216,7 +240,7 @@ def _file_pieces(path: Path, key: str, text_field: str) -> Iterator[tuple[str, b
 
 def _streams(spec: str, split: str, text_field: str) -> list[Iterator[tuple[str, bool, str]]]:
     """One lazy stream of pieces per file of the source (one in all for the bundled corpus and datasets)."""
-    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX)) or _is_synthetic(spec):
+    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX, STAGES_PREFIX)) or _is_synthetic(spec):
         return [(x for doc in documents(spec, split, text_field) for x in _marked(tokenizer.pieces(doc), spec))]
     return [_file_pieces(path, f"data.{split}", text_field) for path in _local_files(spec, f"data.{split}")]
 
@@ -252,7 +276,7 @@ def size_bytes(spec: str, split: str) -> int | None:
     """Bytes of text to read, for a progress bar (None when unknown: compressed files, datasets)."""
     if _is_synthetic(spec):
         return round(_synthetic_spec(spec, f"data.{split}")[1] * 1e6)
-    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX)):
+    if spec == "bundled" or spec.startswith((HF_PREFIX, MIX_PREFIX, STAGES_PREFIX)):
         return None
     files = _local_files(spec, f"data.{split}")
     return None if any(p.suffix in COMPRESSED for p in files) else sum(p.stat().st_size for p in files)
@@ -264,8 +288,12 @@ def fingerprint(spec: str, split: str, text_field: str = "text") -> str:
     if spec.startswith(MIX_PREFIX):
         for part, weight in parse_mix(spec[len(MIX_PREFIX):]):
             h.update(f"{fingerprint(part, split, text_field)}:{weight!r}|".encode())
+    elif spec.startswith(STAGES_PREFIX):
+        for start, mix in parse_stages(spec[len(STAGES_PREFIX):]):
+            h.update(f"{start}={fingerprint(MIX_PREFIX + mix, split, text_field)}|".encode())
     elif _is_synthetic(spec):
-        h.update(f"{synthetic.VERSION}|{_synthetic_spec(spec, f'data.{split}')}".encode())
+        seed, mb, kinds = _synthetic_spec(spec, f"data.{split}")
+        h.update(f"{synthetic.VERSION}|{seed, mb}{'' if kinds is None else '|' + '+'.join(kinds)}".encode())
     elif spec == "bundled":
         h.update(_bundled_file(split).read_bytes())
     elif spec.startswith(HF_PREFIX):

@@ -34,8 +34,10 @@ It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check
   `37 + 48 = 85`;
 - copying uses words of four or more letters, never the primitives' three-letter words.
 
-Spec: `synthetic[:SEED[:MB]]` as a source (data.train, data.val, or inside data.mix); SEED (default 0) picks the
-text, MB (default 16) its size. The validation split of the same spec draws other documents (its own seed stream).
+Spec: `synthetic[:SEED[:MB[:KINDS]]]` as a source (data.train, data.val, or in data.mix or data.stages); SEED
+(default 0) picks the text, MB (default 16) its size, KINDS (default all) the kinds of document it writes, joined by
+`+` (`synthetic:1:16:repeat+program`: only repeats and programs, in their usual proportions to each other). The
+validation split of the same spec draws other documents (its own seed stream).
 """
 
 from __future__ import annotations
@@ -268,20 +270,35 @@ KINDS = (program, arithmetic, repeat, story, drill, quiz)
 WEIGHTS = (10, 1, 34, 1, 1, 12)
 
 
-def parse(spec: str) -> tuple[int, float]:
-    """(seed, MB) of a `synthetic[:SEED[:MB]]` spec."""
+KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
+
+
+def parse(spec: str) -> tuple[int, float, tuple[str, ...] | None]:
+    """(seed, MB, kinds) of a `synthetic[:SEED[:MB[:KIND+KIND...]]]` spec; kinds None: every kind. Raises
+    ValueError on a malformed spec or an unknown kind."""
     parts = spec.split(":")[1:]
+    if len(parts) > 3:
+        raise ValueError(spec)
     seed = int(parts[0]) if parts else 0
     mb = float(parts[1]) if len(parts) > 1 else DEFAULT_MB
-    return seed, mb
+    kinds = None
+    if len(parts) > 2:
+        kinds = tuple(parts[2].split("+"))
+        if not all(k in KIND_NAMES for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(spec)
+        kinds = tuple(k for k in KIND_NAMES if k in kinds)  # (one order, so `a+b` and `b+a` are one text)
+    return seed, mb, kinds
 
 
-def documents(seed: int, split: str, max_bytes: float) -> Iterator[str]:
+def documents(seed: int, split: str, max_bytes: float, kinds: tuple[str, ...] | None = None) -> Iterator[str]:
     """Documents of about max_bytes in all (the first that reaches it is the last); the same seed and split always
-    give the same text, and the validation split draws from its own stream."""
-    rng = random.Random(f"{VERSION}|{seed}|{split}")
+    give the same text, and the validation split draws from its own stream. `kinds` keeps only those kinds of
+    document, in the same proportions to one another as in the full mix (None: all of them)."""
+    chosen = [(kind, w) for kind, w in zip(KINDS, WEIGHTS) if kinds is None or kind.__name__ in kinds]
+    assert chosen, kinds
+    rng = random.Random(f"{VERSION}|{seed}|{split}" + ("" if kinds is None else f"|{'+'.join(kinds)}"))
     total = 0
     while total < max_bytes:
-        doc = rng.choices(KINDS, WEIGHTS)[0](rng)
+        doc = rng.choices([k for k, _ in chosen], [w for _, w in chosen])[0](rng)
         total += len(doc) + 1
         yield doc
