@@ -335,6 +335,9 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         lr = lr_at(step, cfg, stage.start_step, stage.index)
         set_lr(self.optimizer, lr, lr * depth_lr_factor(cfg, self.model.depth))
+        starts = [start for start, _ in self.data.train_stages]
+        if step in starts[1:]:
+            self.bar.console.print(f"step {step:>6}  data stage {starts.index(step) + 1}/{len(starts)}")
         loss, grad_norm = train_step(self.model, self.run_model, self.optimizer, self.loader.next(), cfg,
                                      self.device, self.autocast)
         loss = parallel.mean_across_ranks(loss, self.world, self.device)
