@@ -6,9 +6,9 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
   (chance: 1 / candidates); overall and for the sessions whose name was last bound directly to a number (one
   look-up, no alias chain);
 - **quiz recall** (generator version 9 on): the last problem of a fresh `quiz` (compact bindings, then `Question:`,
-  a question of the generator's own and `Answer:`), its value chosen by log-likelihood among up to five numbers
-  bound in that problem: the look-up in the frame of the primitives' code form, where the primitive itself asks a
-  question the generator never writes (chance: 1 / candidates);
+  a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
+  look-up in the frame of the primitives' code form (from version 11 half the quizzes ask the code form's own
+  question; before, only questions of the generator's own) (chance: 1 / candidates);
 - **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
   of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
 - **copy loss**: in `repeat` documents (a word list, then a run of it repeated from a named word), the mean loss of
