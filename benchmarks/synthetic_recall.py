@@ -3,8 +3,9 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
 
 - **recall**: REPL sessions (`program`) scored after their last look-up (`>>> print(name)` or the bare `>>> name`)
   by the log-likelihood choice between the printed value and up to four other values bound in the same session
-  (chance: 1 / candidates); overall and for the sessions whose name was last bound directly to a number (one
-  look-up, no alias chain);
+  (chance: 1 / candidates); overall, for the sessions whose name was last bound directly to a number (one
+  look-up, no alias chain), and apart for the two look-up forms: the bare `>>> x`, whose name is the token it was
+  bound with (` x`), and `print(x)`, whose name is another token (`x`, as the code form binds it);
 - **quiz recall** (generator version 9 on): the last problem of a fresh `quiz` (compact bindings, then `Question:`,
   a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
   look-up in the frame of the primitives' code form (from version 11 half the quizzes ask the code form's own
@@ -56,7 +57,9 @@ def repeat_from(rng: random.Random) -> str:
 
 def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
     rng = random.Random(f"synthetic-recall:{seed}")
-    counts = {"all": [0, 0, 0.0], "direct": [0, 0, 0.0]}  # right, n, summed chance
+    # right, n, summed chance; of all sessions, those whose name was last bound to a number, and those ending in the
+    # bare echo `>>> x` (the name the same token as where it is bound, ` x`) or in `print(x)` (another token, `x`)
+    counts = {"all": [0, 0, 0.0], "direct": [0, 0, 0.0], "echo": [0, 0, 0.0], "print": [0, 0, 0.0]}
     while counts["all"][1] < n:
         text = repl_session(rng)
         prompt, answer = text.rsplit("\n", 1)
@@ -68,14 +71,15 @@ def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
         scores = lm.loglik(prompt + "\n", candidates)
         right = scores.index(max(scores)) == 0
         name = re.fullmatch(r">>> (?:print\((\w+)\)|(\w+))", prompt.rsplit("\n", 1)[-1]).group(1, 2)
+        form = "print" if name[0] else "echo"
         name = name[0] or name[1]  # print(x) or the bare x the REPL echoes
         direct = re.findall(rf"^>>> {name} = (.+)$", prompt, re.M)[-1].isdigit()
-        for key in ("all", "direct") if direct else ("all",):
+        for key in ("all", form, "direct") if direct else ("all", form):
             counts[key][0] += right
             counts[key][1] += 1
             counts[key][2] += 1 / len(candidates)
-    return {key: {"accuracy": r / k, "ci95": wilson(r, k), "chance": c / k, "n": k}
-            for key, (r, k, c) in counts.items()}
+    return {key: {"accuracy": r / max(k, 1), "ci95": wilson(r, k) if k else (0.0, 1.0), "chance": c / max(k, 1),
+                  "n": k} for key, (r, k, c) in counts.items()}
 
 
 def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
@@ -150,8 +154,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     print("| run (step) | recall, all sessions [95% CI] (chance) | recall, name bound to a number [95% CI] (chance) "
-          "| quiz recall [95% CI] (chance) | look-up / assigned first-token loss | copied run / list token loss |")
-    print("|---|---|---|---|---|---|")
+          "| quiz recall [95% CI] (chance) | look-up / assigned first-token loss | copied run / list token loss "
+          "| recall, bare `>>> x` / `print(x)` [95% CIs] |")
+    print("|---|---|---|---|---|---|---|")
     for run in args.runs:
         cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
         tok = load_tokenizer(run / "tokenizer.json")
@@ -163,8 +168,10 @@ def main() -> None:
             t = token_diagnostics(model, tok, args.n_tokens, args.seed)
             cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
                      for v in (r["all"], r["direct"], q)]
+            forms = " / ".join(f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] (n = {v['n']})"
+                               for v in (r["echo"], r["print"]))
             print(f"| {run} ({step}) | {' | '.join(cells)} | {t['looked_up']:.2f} / {t['assigned']:.2f} "
-                  f"| {t['run']:.2f} / {t['list']:.2f} |", flush=True)
+                  f"| {t['run']:.2f} / {t['list']:.2f} | {forms} |", flush=True)
 
 
 if __name__ == "__main__":

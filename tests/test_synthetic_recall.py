@@ -3,6 +3,7 @@
 import random
 import re
 
+import pytest
 import torch
 
 import benchmark_module
@@ -37,6 +38,10 @@ def test_recall_and_token_losses_run_on_a_model(tiny_cfg):
     model = Transformer(cfg.model).eval()
     got = synthetic_recall.recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=6, seed=0)
     assert got["all"]["n"] == 6 and 0 < got["all"]["chance"] < 1 and 0 <= got["all"]["accuracy"] <= 1
+    # every session ends in one of the two look-up forms, counted apart
+    assert got["echo"]["n"] + got["print"]["n"] == 6
+    assert got["echo"]["accuracy"] * got["echo"]["n"] + got["print"]["accuracy"] * got["print"]["n"] == \
+        pytest.approx(got["all"]["accuracy"] * 6)
     quizzes = synthetic_recall.quiz_recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=4, seed=0)
     assert quizzes["n"] == 4 and 0 < quizzes["chance"] < 1 and 0 <= quizzes["accuracy"] <= 1
     losses = synthetic_recall.token_diagnostics(model, tok, n=3, seed=0)
