@@ -9,7 +9,8 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
 - **quiz recall** (generator version 9 on): the last problem of a fresh `quiz` (compact bindings, then `Question:`,
   a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
   look-up in the frame of the primitives' code form (from version 11 half the quizzes ask the code form's own
-  question; before, only questions of the generator's own) (chance: 1 / candidates);
+  question; before, only questions of the generator's own) (chance: 1 / candidates); of all, and apart for the
+  questions that ask a name bound to a number and those that ask an alias;
 - **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
   of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
 - **copy loss**: in `repeat` documents (a word list, then a run of it repeated from a named word), the mean loss of
@@ -91,17 +92,32 @@ def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
     return prompt, answer, others
 
 
+def quiz_asks_a_number(prompt: str) -> bool:
+    """Whether the last problem's question asks a name bound directly to a number (not an alias)."""
+    problem = prompt.rsplit("\n\n", 1)[-1]
+    question = problem.rsplit("\n", 2)[-2]
+    bound = dict(re.findall(r"(?:^|, |\n)([a-z])=(\w+)", problem))
+    asked = [name for name in bound if re.search(rf"(^|\W){name}(\W|$)", question)]
+    assert len(asked) == 1, problem
+    return bound[asked[0]].isdigit()
+
+
 def quiz_recall(lm: StackwiseLM, n: int, seed: int) -> dict:
+    """Quiz recall over `n` fresh quizzes: of all, and of those whose question asks a name bound to a number ("direct")
+    or an alias ("alias")."""
     rng = random.Random(f"synthetic-recall-quiz:{seed}")
-    right, chance = 0, 0.0
+    counts = {"all": [0, 0, 0.0], "direct": [0, 0, 0.0], "alias": [0, 0, 0.0]}  # right, n, summed chance
     for _ in range(n):
         prompt, answer, others = quiz_query(rng)
         rng.shuffle(others)
         candidates = [f" {answer}", *(f" {v}" for v in others[:4])]
         scores = lm.loglik(prompt, candidates)
-        right += scores.index(max(scores)) == 0
-        chance += 1 / len(candidates)
-    return {"accuracy": right / n, "ci95": wilson(right, n), "chance": chance / n, "n": n}
+        for key in ("all", "direct" if quiz_asks_a_number(prompt) else "alias"):
+            counts[key][0] += scores.index(max(scores)) == 0
+            counts[key][1] += 1
+            counts[key][2] += 1 / len(candidates)
+    return {key: {"accuracy": r / max(k, 1), "ci95": wilson(r, k) if k else (0.0, 1.0), "chance": c / max(k, 1),
+                  "n": k} for key, (r, k, c) in counts.items()}
 
 
 def _token_losses(model, tok, text: str) -> tuple[list[tuple[int, int]], torch.Tensor]:
@@ -155,8 +171,8 @@ def main() -> None:
     torch.set_flush_denormal(True)
     print("| run (step) | recall, all sessions [95% CI] (chance) | recall, name bound to a number [95% CI] (chance) "
           "| quiz recall [95% CI] (chance) | look-up / assigned first-token loss | copied run / list token loss "
-          "| recall, bare `>>> x` / `print(x)` [95% CIs] |")
-    print("|---|---|---|---|---|---|---|")
+          "| recall, bare `>>> x` / `print(x)` [95% CIs] | quiz recall, asked a number / an alias [95% CIs] |")
+    print("|---|---|---|---|---|---|---|---|")
     for run in args.runs:
         cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
         tok = load_tokenizer(run / "tokenizer.json")
@@ -167,11 +183,13 @@ def main() -> None:
             q = quiz_recall(lm, args.n, args.seed)
             t = token_diagnostics(model, tok, args.n_tokens, args.seed)
             cells = [f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] ({v['chance']:.1%}, n = {v['n']})"
-                     for v in (r["all"], r["direct"], q)]
-            forms = " / ".join(f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] (n = {v['n']})"
-                               for v in (r["echo"], r["print"]))
+                     for v in (r["all"], r["direct"], q["all"])]
+            def pair(a: dict, b: dict) -> str:
+                return " / ".join(f"{v['accuracy']:.1%} [{v['ci95'][0]:.0%}, {v['ci95'][1]:.0%}] (n = {v['n']})"
+                                  for v in (a, b))
             print(f"| {run} ({step}) | {' | '.join(cells)} | {t['looked_up']:.2f} / {t['assigned']:.2f} "
-                  f"| {t['run']:.2f} / {t['list']:.2f} | {forms} |", flush=True)
+                  f"| {t['run']:.2f} / {t['list']:.2f} | {pair(r['echo'], r['print'])} "
+                  f"| {pair(q['direct'], q['alias'])} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -43,6 +43,18 @@ def test_recall_and_token_losses_run_on_a_model(tiny_cfg):
     assert got["echo"]["accuracy"] * got["echo"]["n"] + got["print"]["accuracy"] * got["print"]["n"] == \
         pytest.approx(got["all"]["accuracy"] * 6)
     quizzes = synthetic_recall.quiz_recall(StackwiseLM(model, tok, context=cfg.train.seq_len), n=4, seed=0)
+    quizzes = quizzes["all"]
     assert quizzes["n"] == 4 and 0 < quizzes["chance"] < 1 and 0 <= quizzes["accuracy"] <= 1
     losses = synthetic_recall.token_diagnostics(model, tok, n=3, seed=0)
     assert set(losses) == {"looked_up", "assigned", "run", "list"} and all(v > 0 for v in losses.values())
+
+
+def test_a_quiz_question_is_told_apart_as_asking_a_number_or_an_alias():
+    assert synthetic_recall.quiz_asks_a_number("k=21\na=986\nQuestion:\nWhat is the value of a?\nAnswer:")
+    assert not synthetic_recall.quiz_asks_a_number("k=21, a=k\nQuestion:\nWhat does a hold?\nAnswer:")
+    # only the last problem counts, whatever earlier ones bound
+    earlier = "a=k\nQuestion:\nGive a.\nAnswer: 5\n\n"
+    assert synthetic_recall.quiz_asks_a_number(earlier + "a=55\nQuestion:\nGive a.\nAnswer:")
+    rng = random.Random(3)
+    kinds = {synthetic_recall.quiz_asks_a_number(synthetic_recall.quiz_query(rng)[0]) for _ in range(50)}
+    assert kinds == {True, False}  # fresh quizzes ask both
