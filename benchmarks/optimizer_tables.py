@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stackwise.report import _T95
+from stackwise.report import t95_half_width
 
 NAMES = {"adamw": "AdamW", "muon": "Muon", "soap": "SOAP", "psgd": "PSGD-Kron", "sophia": "Sophia-G"}
 
@@ -34,7 +34,7 @@ def interval(stat: dict) -> tuple[float, float] | None:
     n, mean, std = stat["n"], stat["mean"], stat["std"]
     if n < 2 or mean is None:
         return None
-    half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * std / n ** 0.5
+    half = t95_half_width(std, n)
     return mean - half, mean + half
 
 

@@ -56,6 +56,12 @@ def repeat_from(rng: random.Random) -> str:
     return text
 
 
+def _rates(counts: dict[str, list]) -> dict:
+    """Accuracy with its Wilson interval and the mean chance, per key of {key: [right, n, summed chance]}."""
+    return {key: {"accuracy": r / max(k, 1), "ci95": wilson(r, k) if k else (0.0, 1.0), "chance": c / max(k, 1),
+                  "n": k} for key, (r, k, c) in counts.items()}
+
+
 def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
     rng = random.Random(f"synthetic-recall:{seed}")
     # right, n, summed chance; of all sessions, those whose name was last bound to a number, and those ending in the
@@ -79,8 +85,7 @@ def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
             counts[key][0] += right
             counts[key][1] += 1
             counts[key][2] += 1 / len(candidates)
-    return {key: {"accuracy": r / max(k, 1), "ci95": wilson(r, k) if k else (0.0, 1.0), "chance": c / max(k, 1),
-                  "n": k} for key, (r, k, c) in counts.items()}
+    return _rates(counts)
 
 
 def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
@@ -116,8 +121,7 @@ def quiz_recall(lm: StackwiseLM, n: int, seed: int) -> dict:
             counts[key][0] += scores.index(max(scores)) == 0
             counts[key][1] += 1
             counts[key][2] += 1 / len(candidates)
-    return {key: {"accuracy": r / max(k, 1), "ci95": wilson(r, k) if k else (0.0, 1.0), "chance": c / max(k, 1),
-                  "n": k} for key, (r, k, c) in counts.items()}
+    return _rates(counts)
 
 
 def _token_losses(model, tok, text: str) -> tuple[list[tuple[int, int]], torch.Tensor]:

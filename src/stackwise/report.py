@@ -170,6 +170,11 @@ _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042]
 
 
+def t95_half_width(std: float, n: int) -> float:
+    """Half the 95% t-interval of a mean of n >= 2 values with sample standard deviation std."""
+    return (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * std / n ** 0.5
+
+
 def paired_difference(diffs: list[float]) -> dict[str, Any]:
     """Mean of per-seed paired differences (method − same-seed baseline) with its 95% t-interval (None below 2
     seeds): the honest answer to "is it better on average", whatever a single seed says."""
@@ -179,7 +184,7 @@ def paired_difference(diffs: list[float]) -> dict[str, Any]:
     mean = statistics.fmean(diffs)
     if n < 2:
         return {"mean": mean, "ci95": None, "n": 1}
-    half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * statistics.stdev(diffs) / n ** 0.5
+    half = t95_half_width(statistics.stdev(diffs), n)
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": n}
 
 

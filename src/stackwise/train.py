@@ -267,6 +267,8 @@ class Trainer:
             freeze(self.model, self.frozen_layers(stage))
         self.optimizer = build_optimizer(self.model, cfg)
         self.loader = TrainLoader(self.data.train_stages, t.batch_size, t.seq_len, t.seed, world.rank, world.size)
+        # data.stages: the steps at which the next stage's data begins, and that stage's number
+        self.data_switches = {start: i + 1 for i, (start, _) in enumerate(self.data.train_stages) if start}
         self.counters = {"step": 0, "tokens": 0, "flops": 0, "wall_s": 0.0}
         self.window = {"loss": 0.0, "steps": 0, "wall_s": 0.0}  # what the next metrics line averages over
         self.telemetry = GrowthTelemetry()  # loss jump and recovery of each growth event (events.jsonl)
@@ -335,9 +337,9 @@ class Trainer:
         cfg, t = self.cfg, self.cfg.train
         lr = lr_at(step, cfg, stage.start_step, stage.index)
         set_lr(self.optimizer, lr, lr * depth_lr_factor(cfg, self.model.depth))
-        starts = [start for start, _ in self.data.train_stages]
-        if step in starts[1:]:
-            self.bar.console.print(f"step {step:>6}  data stage {starts.index(step) + 1}/{len(starts)}")
+        if step in self.data_switches:
+            n = len(self.data.train_stages)
+            self.bar.console.print(f"step {step:>6}  data stage {self.data_switches[step]}/{n}")
         loss, grad_norm = train_step(self.model, self.run_model, self.optimizer, self.loader.next(), cfg,
                                      self.device, self.autocast)
         loss = parallel.mean_across_ranks(loss, self.world, self.device)
