@@ -36,6 +36,8 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     init_std: float = 0.02
+    canon: str = ""  # Canon layers (Allen-Zhu 2025): "A" before attention, "C" before the MLP, "AC" both; "" = none
+    canon_kernel: int = 4  # tokens each Canon layer mixes (the current one and kernel-1 before it)
 
 
 @dataclass
@@ -180,11 +182,13 @@ class Range:
 POSITIVE, NON_NEGATIVE, POSITIVE_REAL = Range(1), Range(0), Range(0, lo_open=True)
 FRACTION, MOMENTUM = Range(0, 1), Range(0, 1, hi_open=True)
 MAX_SEED = 2**63 - 1
+CANON_SITES = "AC"  # where a block may hold a Canon layer (model.canon): before attention, before the MLP
 # Bounds of every numeric field (None, where a field allows it, always passes). Float fields must also be finite.
 RANGES: dict[str, Range] = {
     "model.n_layers": POSITIVE, "model.d_model": POSITIVE, "model.n_heads": POSITIVE, "model.n_kv_heads": POSITIVE,
     "model.d_ff": POSITIVE, "model.vocab_size": Range(1, 2**32), "model.rope_theta": POSITIVE_REAL,
     "model.norm_eps": Range(0, 1, lo_open=True), "model.init_std": Range(0, 1, lo_open=True),
+    "model.canon_kernel": Range(2),
     "train.steps": POSITIVE, "train.batch_size": POSITIVE, "train.grad_accum": POSITIVE, "train.seq_len": POSITIVE,
     "train.lr": POSITIVE_REAL, "train.lr_min_ratio": FRACTION, "train.warmup_steps": NON_NEGATIVE,
     "train.decay_frac": Range(0, 1, lo_open=True),
@@ -236,8 +240,8 @@ def check_resume(stored: Config, new: Config) -> None:
 # The fields that change what one training step costs at a given depth: arms that differ in one of them (another
 # optimizer, width or batch) are timed separately; arms that differ only in LR, seed or plan share one table.
 COST_FIELDS = ("model.d_model", "model.n_heads", "model.n_kv_heads", "model.d_ff", "model.vocab_size",
-               "model.tie_embeddings", "train.batch_size", "train.grad_accum", "train.seq_len", "train.dtype",
-               "train.compile", "train.device", "train.parallel", "optim.name")
+               "model.tie_embeddings", "model.canon", "model.canon_kernel", "train.batch_size", "train.grad_accum",
+               "train.seq_len", "train.dtype", "train.compile", "train.device", "train.parallel", "optim.name")
 
 
 def cost_key(cfg: Config) -> tuple[str, ...]:
@@ -530,6 +534,9 @@ def validate(cfg: Config) -> None:
     need((m.d_model // m.n_heads) % 2 == 0, "model.n_heads: head dimension d_model/n_heads must be even for RoPE")
     kv = m.n_kv_heads or m.n_heads
     need(m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
+    need(set(m.canon) <= set(CANON_SITES) and len(set(m.canon)) == len(m.canon),
+         f"model.canon: '{m.canon}' is not a set of Canon sites from '{CANON_SITES}' (A: before attention, C: before "
+         "the MLP; '' for none)")
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
     need(not cfg.growth.freeze_old or cfg.growth.method != "none",

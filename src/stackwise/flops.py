@@ -40,13 +40,18 @@ def parameter_count(cfg: ModelConfig, depth: int) -> int:
     LM head when untied): what count_parameters(model) gives, without building the model."""
     d = cfg.d_model
     embeddings = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
-    return embeddings + depth * (layer_matmul_params(cfg) + 2 * d) + d
+    return embeddings + depth * (layer_matmul_params(cfg) + 2 * d + canon_params(cfg)) + d
+
+
+def canon_params(cfg: ModelConfig) -> int:
+    """A block's Canon-layer weights (model.canon): one filter of canon_kernel taps per channel and site."""
+    return len(cfg.canon) * cfg.d_model * cfg.canon_kernel
 
 
 def flops_per_token(cfg: ModelConfig, depth: int, seq_len: int) -> int:
     """Training FLOPs per token for a model of `cfg`'s width at `depth` layers."""
     head = cfg.d_model * cfg.vocab_size
-    return 6 * (depth * layer_matmul_params(cfg) + head) + 12 * depth * seq_len * cfg.d_model
+    return 6 * (depth * (layer_matmul_params(cfg) + canon_params(cfg)) + head) + 12 * depth * seq_len * cfg.d_model
 
 
 def flops_per_step(cfg: ModelConfig, depth: int, seq_len: int, batch_size: int) -> int:

@@ -1,7 +1,9 @@
 """Hugging Face Llama compatibility: our parameter names are HF's minus the `model.` prefix.
 
 `save_pretrained` writes a folder that `transformers.AutoModelForCausalLM.from_pretrained` loads as a
-`LlamaForCausalLM`: config.json, model.safetensors and the tokenizer files.
+`LlamaForCausalLM`: config.json, model.safetensors and the tokenizer files. A model with Canon layers
+(`model.canon`) has no Llama equivalent: its folder names the architecture `StackwiseCanonForCausalLM`, which
+stackwise loads and `transformers` refuses by name (rather than loading a Llama without those layers).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def hf_state_dict(model: Transformer) -> dict[str, torch.Tensor]:
 def hf_config(model: Transformer, max_positions: int, tok: Tokenizer | None) -> dict:
     c = model.cfg
     eos = eos_id(tok) if tok is not None else None
+    canon = {"architectures": ["StackwiseCanonForCausalLM"], "model_type": "stackwise_canon", "canon": c.canon,
+             "canon_kernel": c.canon_kernel} if c.canon else {}
     return {
         "architectures": ["LlamaForCausalLM"],
         "model_type": "llama",
@@ -52,6 +56,7 @@ def hf_config(model: Transformer, max_positions: int, tok: Tokenizer | None) -> 
         "bos_token_id": eos,
         "eos_token_id": eos,
         "torch_dtype": "float32",
+        **canon,
     }
 
 

@@ -8,6 +8,11 @@ The blocks live in `model.layers`, a plain `nn.ModuleList`: growth replaces that
 wrap the blocks from outside. This file knows nothing of either. For inference, `forward` can take a `KVCache`:
 the tokens it is given then continue the cached ones (prefill once, then score or decode the rest).
 
+Optional Canon layers (`model.canon`; Allen-Zhu 2025, "Physics of Language Models: Part 4.1", arXiv 2512.17351): a
+residual causal depthwise convolution over the last few tokens, h_t + sum_j w_j * h_(t-j), before attention ("A")
+and/or before the MLP ("C"), on the normed input. They give every token a cheap path to its neighbours, which
+attention otherwise spends layers on; a Hugging Face Llama has no such layer, so such a model does not export.
+
 Shapes: B batch, T sequence, D d_model, H heads, K kv heads, Dh head dim, V vocab.
 """
 
@@ -57,6 +62,8 @@ class KVCache:
 
     def __init__(self) -> None:
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] = []
+        # Canon layers: (layer position, site) -> the inputs of the last kernel-1 tokens run (B, <= kernel-1, D)
+        self.conv: dict[tuple[int, str], torch.Tensor] = {}
 
     @property
     def length(self) -> int:
@@ -78,7 +85,35 @@ class KVCache:
         assert all(k.shape[0] == 1 for k, _ in self.kv)
         out = KVCache()
         out.kv = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.kv]
+        out.conv = {key: h.expand(batch, -1, -1) for key, h in self.conv.items()}
         return out
+
+    def copy(self) -> KVCache:
+        """A cache holding the same entries (updates replace entries, never change them, so nothing is cloned)."""
+        out = KVCache()
+        out.kv, out.conv = list(self.kv), dict(self.conv)
+        return out
+
+
+class Canon(nn.Module):
+    """A Canon layer: x_t + sum_j weight[:, K-1-j] * x_(t-j) over j = 0..K-1, per channel (a causal depthwise
+    convolution with a residual; zero before the sequence starts). Its weight starts at zero: the identity."""
+
+    def __init__(self, dim: int, kernel: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(dim, kernel))  # column K-1 weighs the current token
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, key: tuple[int, str] = (0, "")) -> torch.Tensor:
+        B, T, D = x.shape
+        kernel = self.weight.shape[1]
+        past = cache.conv.get(key) if cache is not None else None
+        if past is None:
+            past = x.new_zeros(B, 0, D)
+        h = torch.cat([x.new_zeros(B, kernel - 1 - past.shape[1], D), past, x], dim=1)  # (B, K-1+T, D)
+        if cache is not None:
+            cache.conv[key] = h[:, -(kernel - 1):]
+        y = F.conv1d(h.transpose(1, 2), self.weight[:, None, :].to(x.dtype), groups=D)  # (B, D, T)
+        return x + y.transpose(1, 2)
 
 
 class Attention(nn.Module):
@@ -135,12 +170,22 @@ class Block(nn.Module):
         self.self_attn = Attention(cfg)
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
+        if "A" in cfg.canon:
+            self.canon_a = Canon(cfg.d_model, cfg.canon_kernel)
+        if "C" in cfg.canon:
+            self.canon_c = Canon(cfg.d_model, cfg.canon_kernel)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
                 index: int = 0) -> torch.Tensor:
         """`index`: this block's position in the stack being run, its entry in `cache`."""
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, index)
-        return x + self.mlp(self.post_attention_layernorm(x))
+        h = self.input_layernorm(x)
+        if hasattr(self, "canon_a"):
+            h = self.canon_a(h, cache, (index, "A"))
+        x = x + self.self_attn(h, cos, sin, cache, index)
+        h = self.post_attention_layernorm(x)
+        if hasattr(self, "canon_c"):
+            h = self.canon_c(h, cache, (index, "C"))
+        return x + self.mlp(h)
 
 
 # Output projections: their init is scaled down with depth so the residual stream's variance stays O(1).
@@ -152,6 +197,8 @@ def init_block(block: Block, std: float, n_layers: int) -> None:
     for name, p in block.named_parameters():
         if name.endswith("layernorm.weight"):
             nn.init.ones_(p)
+        elif name.startswith("canon_"):
+            nn.init.zeros_(p)  # a Canon layer starts as the identity
         elif any(name.startswith(o) for o in OUTPUT_PROJECTIONS):
             nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))
         else:

@@ -60,7 +60,8 @@ class OptimizerSet:
 
 
 def _is_hidden_matrix(name: str, p: nn.Parameter) -> bool:
-    return p.ndim == 2 and name.startswith("layers.")
+    """A block's weight matrix (not a Canon layer's per-channel filter, which is no linear map of the hidden state)."""
+    return p.ndim == 2 and name.startswith("layers.") and ".canon_" not in name
 
 
 def _decay_groups(named: list[tuple[str, nn.Parameter]], weight_decay: float,

@@ -40,7 +40,7 @@ class StackwiseLM:
         self.device = next(model.parameters()).device
         self.truncated = 0  # prompts cut to fit (generation and multiple choice on one prompt count it once)
         self._last_cut: list[int] | None = None
-        self._last: tuple[list[int], torch.Tensor, list] | None = None  # the last prefill: ids, logits, cache entries
+        self._last: tuple[list[int], torch.Tensor, KVCache] | None = None  # the last prefill: ids, logits, cache
 
     def _ids(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
@@ -57,12 +57,11 @@ class StackwiseLM:
     def _prefill(self, ids: list[int]) -> tuple[torch.Tensor, KVCache]:
         """The next-token logits (V,) after `ids` and the cache holding them."""
         assert ids, "an empty prompt has no next-token distribution"
-        cache = KVCache()
         if self._last is not None and self._last[0] == ids:
-            logits, cache.kv = self._last[1], list(self._last[2])  # updates concatenate: the saved entries stay
-        else:
-            logits = self.model.lm_head(self.model.hidden(torch.tensor([ids], device=self.device), cache)[0, -1])
-            self._last = (ids, logits, list(cache.kv))
+            return self._last[1], self._last[2].copy()  # updates replace entries: the saved ones stay
+        cache = KVCache()
+        logits = self.model.lm_head(self.model.hidden(torch.tensor([ids], device=self.device), cache)[0, -1])
+        self._last = (ids, logits, cache.copy())
         return logits, cache
 
     @torch.no_grad()

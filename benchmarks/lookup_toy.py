@@ -1,0 +1,126 @@
+"""Can stackwise's Transformer learn a variable look-up, with and without Canon layers? Trains the same small model
+twice, on the same stream of look-up problems, without and with Canon layers (`model.canon`), and prints how often
+each predicts the first digit of an asked value right on held-out problems.
+
+A problem binds three to ten one-letter names to numbers (21-999), one per line (`q=794`), then asks every name
+once, in random order: `q?794` (`--form short`) or `Question:\\nWhat is the value of q?\\nAnswer: 794` (`--form
+quiz`, the frame of the primitives' code form). Text is tokenized by character, so every digit is its own token.
+Predicting the asked value's first digit takes a look-up: find the line that bound the asked name and copy what
+follows its `=`, two tokens after the name. The predicted digit is scored at the first digit of each answer
+(chance: about 1 in 9 for any digit, or 1 in the number of values bound for a model that copies a bound value).
+
+    python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
+                                     --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --every 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import string
+import time
+
+import torch
+import torch.nn.functional as F
+
+from stackwise import config as config_mod
+from stackwise.model import Transformer
+
+VALUES = range(21, 1000)
+
+
+def problem(rng: random.Random, form: str) -> tuple[str, list[int]]:
+    """A problem's text and the character offsets of its answers' first digits."""
+    names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
+    value = {n: rng.choice(VALUES) for n in names}
+    text = "".join(f"{n}={value[n]}\n" for n in names)
+    asked = list(names)
+    rng.shuffle(asked)
+    answers = []
+    for n in asked:
+        text += f"{n}?" if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
+        answers.append(len(text))
+        text += f"{value[n]}\n"
+    return text + "\n", answers
+
+
+def encode(text: str) -> list[int]:
+    return [min(ord(c), 127) for c in text]
+
+
+def stream(rng: random.Random, form: str, batch: int, seq: int):
+    buf: list[int] = []
+    while True:
+        while len(buf) < batch * (seq + 1):
+            buf += encode(problem(rng, form)[0])
+        yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
+        buf = buf[batch * (seq + 1):]
+
+
+def accuracy(model: Transformer, held_out: list[tuple[str, list[int]]], seq: int) -> float:
+    """Share of answers whose first digit is the model's top prediction."""
+    right = total = 0
+    model.eval()
+    with torch.no_grad():
+        for text, answers in held_out:
+            ids = torch.tensor([encode(text)[:seq]])
+            pred = model(ids)[0].argmax(-1)
+            for a in answers:
+                if a < ids.shape[1]:
+                    right += int(pred[a - 1] == ids[0, a])
+                    total += 1
+    model.train()
+    return right / max(total, 1)
+
+
+def run(args, canon: str) -> list[float]:
+    cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
+                                      "model.n_heads": args.heads, "model.vocab_size": 128,
+                                      "model.init_std": args.init_std, "model.canon": canon})
+    torch.manual_seed(0)
+    model = Transformer(cfg.model)
+    opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    data = stream(random.Random(0), args.form, args.batch, args.seq)
+    held_out = [problem(random.Random(f"held-out:{i}"), args.form) for i in range(60)]
+    scores = []
+    for step in range(1, args.steps + 1):
+        warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
+        for group in opt.param_groups:
+            group["lr"] = args.lr * warm * decay  # warmup, then the peak, then linear decay over the last 20%
+        x = next(data)
+        loss = F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad()
+        if step % args.every == 0:
+            scores.append(accuracy(model, held_out, args.seq))
+    return scores
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--form", choices=["short", "quiz"], default="short")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--heads", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--init-std", type=float, default=0.1)
+    parser.add_argument("--canon", default="A", help="the Canon sites of the second model (model.canon)")
+    parser.add_argument("--every", type=int, default=250)
+    args = parser.parse_args()
+    torch.set_flush_denormal(True)
+    start = time.perf_counter()
+    plain = run(args, "")
+    with_canon = run(args, args.canon)
+    print(f"| step | first digit right, no Canon layers | with Canon {args.canon} |\n|---:|---:|---:|")
+    for i, (a, b) in enumerate(zip(plain, with_canon)):
+        print(f"| {(i + 1) * args.every} | {a:.1%} | {b:.1%} |")
+    print(f"({time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
