@@ -11,7 +11,8 @@ the tokens it is given then continue the cached ones (prefill once, then score o
 Optional Canon layers (`model.canon`; Allen-Zhu 2025, "Physics of Language Models: Part 4.1", arXiv 2512.17351): a
 residual causal depthwise convolution over the last few tokens, h_t + sum_j w_j * h_(t-j), before attention ("A")
 and/or before the MLP ("C"), on the normed input. They give every token a cheap path to its neighbours, which
-attention otherwise spends layers on; a Hugging Face Llama has no such layer, so such a model does not export.
+attention otherwise spends layers on. A Hugging Face Llama has no such layer: such a model's export names its own
+architecture (hf.py).
 
 Shapes: B batch, T sequence, D d_model, H heads, K kv heads, Dh head dim, V vocab.
 """
