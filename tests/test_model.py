@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -20,10 +21,16 @@ def test_shapes_and_loss():
     assert abs(loss.item() - math.log(97)) < 0.1  # std-0.02 init: near-uniform predictions
 
 
-def test_causal():
-    """Changing a future token leaves every earlier position's logits unchanged."""
+@pytest.mark.parametrize("canon", ["", "AC"])
+def test_causal(canon):
+    """Changing a future token leaves every earlier position's logits unchanged (Canon layers, trained away from
+    their identity init, included)."""
     torch.manual_seed(0)
-    model = Transformer(CFG)
+    model = Transformer(dataclasses.replace(CFG, canon=canon, canon_kernel=3))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".canon_" in name:
+                p.normal_(0.0, 0.3)
     idx = torch.randint(0, 97, (1, 16))
     changed = idx.clone()
     changed[0, 10] = (idx[0, 10] + 1) % 97
