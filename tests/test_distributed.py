@@ -5,10 +5,12 @@ batch; a killed FSDP run resumes to the same losses: between the growth events a
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -45,11 +47,20 @@ def _train_on_two_nodes(args, parallel):
     launch = _cmd(args, 1, parallel, ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-backend", "c10d",
                                       "--rdzv-endpoint", f"127.0.0.1:{30500 + os.getpid() % 1000}",
                                       "--rdzv-id", f"stackwise-test-{os.getpid()}"])
-    nodes = [subprocess.Popen(launch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-             for _ in range(2)]
-    outputs = [node.communicate(timeout=300) for node in nodes]
+    with contextlib.ExitStack() as files:
+        logs = [[files.enter_context(tempfile.TemporaryFile("w+")) for _ in ("out", "err")] for _ in range(2)]
+        nodes = [subprocess.Popen(launch, stdout=out, stderr=err, text=True, env=ENV) for out, err in logs]
+        deadline = time.monotonic() + 300
+        # a node that fails ends the test at once: its torchrun peer would wait out a 300 s exit barrier
+        while any(n.poll() is None for n in nodes) and all(n.poll() in (None, 0) for n in nodes) \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for node in nodes:
+            if node.poll() is None:
+                _kill_tree(node, workers=0)
+        outputs = [[f.seek(0) == 0 and f.read() for f in pair] for pair in logs]
     for node, (_, err) in zip(nodes, outputs, strict=True):
-        assert node.returncode == 0, err[-3000:]
+        assert node.returncode == 0, f"a node ended with {node.returncode}: {err[-3000:]}"
     return [out for out, _ in outputs]
 
 
@@ -118,10 +129,10 @@ def _alive(pid):
     return found is not None and found[0] != "Z"
 
 
-def _kill_tree(proc):
+def _kill_tree(proc, workers=2):
     """SIGKILL a torchrun launch and every worker under it, as a node failure would, and wait until all are gone."""
     tree = _process_tree(proc.pid)
-    assert len(tree) >= 3, "expected the torchrun agent and its two workers"
+    assert len(tree) >= 1 + workers, f"expected the torchrun agent and its {workers} workers"
     for pid in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -228,3 +239,15 @@ def test_sophia_under_ddp_through_growth_equals_single_process(common, tmp_path)
     assert [m["step"] for m in b] == [m["step"] for m in a] == list(range(1, 13)) and a[-1]["depth"] == 3
     for x, y in zip(a, b, strict=True):
         assert y["train_loss"] == pytest.approx(x["train_loss"], rel=1e-5)
+
+
+def test_a_user_error_under_torchrun_is_one_line_and_fails_every_rank(common, tmp_path):
+    """Both ranks end with the CLI's exit code and its one-line message (they end through parallel.end_process,
+    which skips the interpreter teardown that can abort a gloo process)."""
+    proc = subprocess.run(_cmd([*common, "--train.batch_size", "6", "--train.grad_accum", "2",
+                                "--out", str(tmp_path / "run")], 2, "ddp"),
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode != 0
+    message = "stackwise: error: train.batch_size: 6 is not divisible by train.grad_accum × processes (2 × 2)"
+    assert proc.stderr.count(message) == 2, proc.stderr[-3000:]
+    assert not re.search(r'File ".*/stackwise/', proc.stderr), "a traceback through stackwise (torchrun's is fine)"

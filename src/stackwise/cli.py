@@ -431,6 +431,14 @@ COMMANDS = {"train": cmd_train, "plan": cmd_plan, "compare": cmd_compare, "repor
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    parallel = sys.modules.get("stackwise.parallel")  # imported (with torch) only by commands that need it
+    if parallel is not None and parallel.joined():
+        parallel.end_process(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
