@@ -10,7 +10,8 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 (chance: about 1 in 9 for any digit, or 1 in the number of values bound for a model that copies a bound value).
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
-                                     --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --every 250]
+                                     --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
+                                     --every 250]
 """
 
 from __future__ import annotations
@@ -76,7 +77,8 @@ def accuracy(model: Transformer, held_out: list[tuple[str, list[int]]], seq: int
 def run(args, canon: str) -> list[float]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
-                                      "model.init_std": args.init_std, "model.canon": canon})
+                                      "model.init_std": args.init_std, "model.canon": canon,
+                                      "model.canon_kernel": args.canon_kernel})
     torch.manual_seed(0)
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
@@ -110,13 +112,15 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--init-std", type=float, default=0.1)
     parser.add_argument("--canon", default="A", help="the Canon sites of the second model (model.canon)")
+    parser.add_argument("--canon-kernel", type=int, default=4, help="tokens a Canon layer mixes (canon_kernel)")
     parser.add_argument("--every", type=int, default=250)
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     start = time.perf_counter()
     plain = run(args, "")
     with_canon = run(args, args.canon)
-    print(f"| step | first digit right, no Canon layers | with Canon {args.canon} |\n|---:|---:|---:|")
+    print(f"| step | first digit right, no Canon layers | with Canon {args.canon}, kernel {args.canon_kernel} |\n"
+          "|---:|---:|---:|")
     for i, (a, b) in enumerate(zip(plain, with_canon)):
         print(f"| {(i + 1) * args.every} | {a:.1%} | {b:.1%} |")
     print(f"({time.perf_counter() - start:.0f} s)")
