@@ -58,7 +58,9 @@ def _train_on_two_nodes(args, parallel):
         for node in nodes:
             if node.poll() is None:
                 _kill_tree(node, workers=0)
-        outputs = [[f.seek(0) == 0 and f.read() for f in pair] for pair in logs]
+        for f in (f for pair in logs for f in pair):
+            f.seek(0)
+        outputs = [[f.read() for f in pair] for pair in logs]
     for node, (_, err) in zip(nodes, outputs, strict=True):
         assert node.returncode == 0, f"a node ended with {node.returncode}: {err[-3000:]}"
     return [out for out, _ in outputs]

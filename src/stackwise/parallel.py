@@ -45,6 +45,9 @@ class World:
         return self.rank == 0
 
 
+_JOINED = False  # this process joined a torchrun process group (init_world)
+
+
 def init_world(cfg: Config) -> World:
     """Join the torchrun process group (gloo on CPU, NCCL on GPU) when there is more than one process."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -213,9 +216,6 @@ def mean_across_ranks(value: float, world: World, device: torch.device) -> float
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t) / world.size
-
-
-_JOINED = False  # this process joined a torchrun process group (init_world)
 
 
 def shutdown() -> None:
