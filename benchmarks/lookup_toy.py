@@ -30,8 +30,9 @@ from stackwise.model import Transformer
 VALUES = range(21, 1000)
 
 
-def problem(rng: random.Random, form: str) -> tuple[str, list[int]]:
-    """A problem's text and the character offsets of its answers' first digits."""
+def problem(rng: random.Random, form: str, gap: int = 0) -> tuple[str, list[int]]:
+    """A problem's text and the character offsets of its answers' first digits. `gap` dashes stand between a short
+    question and its answer (`q?---794`), putting the name `gap` characters further from the answer."""
     names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
     value = {n: rng.choice(VALUES) for n in names}
     text = "".join(f"{n}={value[n]}\n" for n in names)
@@ -39,7 +40,7 @@ def problem(rng: random.Random, form: str) -> tuple[str, list[int]]:
     rng.shuffle(asked)
     answers = []
     for n in asked:
-        text += f"{n}?" if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
+        text += f"{n}?" + "-" * gap if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
         answers.append(len(text))
         text += f"{value[n]}\n"
     return text + "\n", answers
@@ -49,11 +50,11 @@ def encode(text: str) -> list[int]:
     return [min(ord(c), 127) for c in text]
 
 
-def stream(rng: random.Random, form: str, batch: int, seq: int):
+def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0):
     buf: list[int] = []
     while True:
         while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form)[0])
+            buf += encode(problem(rng, form, gap)[0])
         yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
         buf = buf[batch * (seq + 1):]
 
@@ -82,8 +83,8 @@ def run(args, canon: str) -> list[float]:
     torch.manual_seed(0)
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    data = stream(random.Random(0), args.form, args.batch, args.seq)
-    held_out = [problem(random.Random(f"held-out:{i}"), args.form) for i in range(60)]
+    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap)
+    held_out = [problem(random.Random(f"held-out:{i}"), args.form, args.gap) for i in range(60)]
     scores = []
     for step in range(1, args.steps + 1):
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
@@ -113,12 +114,14 @@ def main() -> None:
     parser.add_argument("--init-std", type=float, default=0.1)
     parser.add_argument("--canon", default="A", help="the Canon sites of the second model (model.canon)")
     parser.add_argument("--canon-kernel", type=int, default=4, help="tokens a Canon layer mixes (canon_kernel)")
+    parser.add_argument("--gap", type=int, default=0, help="dashes between a short question and its answer")
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     start = time.perf_counter()
-    plain = run(args, "")
     with_canon = run(args, args.canon)
+    plain = [float("nan")] * len(with_canon) if args.canon_only else run(args, "")
     print(f"| step | first digit right, no Canon layers | with Canon {args.canon}, kernel {args.canon_kernel} |\n"
           "|---:|---:|---:|")
     for i, (a, b) in enumerate(zip(plain, with_canon)):

@@ -16,9 +16,10 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               parts (`so x is 457`, `look up x: 457`, `x = ?\nreply: 457`, ...): numbers bound, aliased up to two
               deep, and one name asked about per problem, so that a look-up is not tied to one wording and the text
               has the shape of a few-shot prompt (solved problems, then another)
-  quiz        a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
-              `Question:` / `What is the value of x?` (half the quizzes; the others ask in eight forms of their
-              own, `What does x hold?`, ...) / `Answer: 457`: the primitives' code form without its header, so
+  quiz        look-up problems in the frame of a question-and-answer exam on code: compact bindings (`x=457`),
+              then every bound name asked once, each as `Question:` / `What is the value of x?` (half the quizzes;
+              the others ask in eight forms of their own, `What does x hold?`, ...) / `Answer: 457`: the
+              primitives' code form without its header, so
               that the code tasks measure the look-up in a frame seen in training and the basic and math forms,
               never written here, the transfer
 
@@ -56,8 +57,9 @@ from collections.abc import Iterator
 # programs drawn three times as often, beside the copied lists; 9: quizzes, look-ups in the code form's
 # `Question:` / `Answer:` frame, a tenth of the text; 10: the lists copied to their end back to 38% of the text, which
 # version 9's quizzes had lowered to 33% and its model formed no induction head; 11: quizzes a third of the text, half
-# of them asking the code form's own question, in place of most REPL sessions)
-VERSION = "synthetic-11"
+# of them asking the code form's own question, in place of most REPL sessions; 12: a quiz asks every name it binds,
+# not one, so that its text holds 1.7 times as many answers at about the same share)
+VERSION = "synthetic-12"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -209,28 +211,34 @@ def question_form(rng: random.Random) -> str:
     return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
+def bindings_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int]]:
+    """One problem's bindings: three to six names bound to numbers, then aliases of up to four more names (an alias
+    of an alias is two deep); the lines in `bind`'s form and the value each name holds."""
+    names = rng.sample(LETTERS, rng.randint(4, 10))
+    value_of: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    lines = []
+    n_numbers = rng.randint(3, min(6, len(names) - 1))
+    for name in names[:n_numbers]:
+        value_of[name], depth[name] = _value(rng), 0
+        lines.append(bind.format(n=name, v=value_of[name]))
+    for name in names[n_numbers:]:
+        src = rng.choice([m for m in value_of if depth[m] < 2])
+        value_of[name], depth[name] = value_of[src], depth[src] + 1
+        lines.append(bind.format(n=name, v=src))
+    return lines, value_of
+
+
 def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> str:
     """Two to five look-up problems in one binding form and one question form, separated by blank lines. Each binds
-    three to six names to numbers, aliases up to four names to them (an alias of an alias is two deep), then asks
-    one name's value and gives it. Every line of a problem is indented alike (no indent, or one space; compact
-    bindings are never indented). `form` draws the document's question form (`question_form` by default), and
-    the binding form is one of `bindings`."""
+    names (`bindings_block`), then asks one name's value and gives it. Every line of a problem is indented alike (no
+    indent, or one space; compact bindings are never indented). `form` draws the document's question form
+    (`question_form` by default), and the binding form is one of `bindings`."""
     bind, ask = rng.choice(bindings), form(rng)
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
     for _ in range(rng.randint(2, 5)):
-        names = rng.sample(LETTERS, rng.randint(4, 10))
-        value_of: dict[str, int] = {}
-        depth: dict[str, int] = {}
-        lines = []
-        n_numbers = rng.randint(3, min(6, len(names) - 1))
-        for name in names[:n_numbers]:
-            value_of[name], depth[name] = _value(rng), 0
-            lines.append(bind.format(n=name, v=value_of[name]))
-        for name in names[n_numbers:]:
-            src = rng.choice([m for m in value_of if depth[m] < 2])
-            value_of[name], depth[name] = value_of[src], depth[src] + 1
-            lines.append(bind.format(n=name, v=src))
+        lines, value_of = bindings_block(rng, bind)
         asked = rng.choice(list(value_of))
         indent = "" if bind == COMPACT else rng.choice(("", " "))
         body = indent + ", ".join(lines) if separator == ", " else "\n".join(indent + line for line in lines)
@@ -256,18 +264,27 @@ def quiz_form(rng: random.Random) -> str:
 
 
 def quiz(rng: random.Random) -> str:
-    """Two to five look-up problems as a drill's, each asked in a quiz's `Question:` / `Answer:` frame."""
-    return drill(rng, quiz_form, (COMPACT,))
+    """One to three look-up problems, separated by blank lines: compact bindings (`bindings_block`), one per line,
+    then every bound name asked once, in random order, each in the quiz's `Question:` / `Answer:` frame (one
+    question form per quiz)."""
+    ask = quiz_form(rng)
+    problems = []
+    for _ in range(rng.randint(1, 3)):
+        lines, value_of = bindings_block(rng, COMPACT)
+        asked = list(value_of)
+        rng.shuffle(asked)
+        problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
+    return "\n\n".join(problems)
 
 
 KINDS = (program, arithmetic, repeat, story, drill, quiz)
 # documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
-# none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
+# none, about 20%, and version 9's 33% formed none within 5000 steps), 35% quizzes (look-ups in the code form's frame,
 # the one form most of the look-ups take, as version 3's REPL sessions, 46% of its text, were for its model, which
-# learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
+# learned them) and 15% REPL sessions; 44% repeats in all, 17% programs, 4% drills, arithmetic and stories
 # (measured in tests/test_synthetic.py)
-WEIGHTS = (10, 1, 34, 1, 1, 12)
+WEIGHTS = (10, 1, 34, 1, 1, 5)
 
 
 KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
