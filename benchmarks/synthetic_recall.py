@@ -6,8 +6,8 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
   (chance: 1 / candidates); overall, for the sessions whose name was last bound directly to a number (one
   look-up, no alias chain), and apart for the two look-up forms: the bare `>>> x`, whose name is the token it was
   bound with (` x`), and `print(x)`, whose name is another token (`x`, as the code form binds it);
-- **quiz recall** (generator version 9 on): the last problem of a fresh `quiz` (compact bindings, then `Question:`,
-  a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
+- **quiz recall** (generator version 9 on): the first question of the last problem of a fresh `quiz` (compact
+  bindings, then `Question:`, a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
   look-up in the frame of the primitives' code form (from version 11 half the quizzes ask the code form's own
   question; before, only questions of the generator's own) (chance: 1 / candidates); of all, and apart for the
   questions that ask a name bound to a number and those that ask an alias;
@@ -89,11 +89,14 @@ def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
 
 
 def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
-    """(prompt, answer, other candidates) from a fresh quiz: up to its last `Answer:`, the value after it, and the
-    other numbers bound in the last problem."""
+    """(prompt, answer, other candidates) from a fresh quiz: up to the first `Answer:` of its last problem (the
+    question right after the bindings, as in the primitives; from version 12 a problem asks every name it binds), the
+    value after it, and the other numbers bound in that problem."""
     text = quiz(rng)
-    prompt, answer = text.rsplit(" ", 1)
-    others = sorted(set(re.findall(r"=(\d+)\b", text.rsplit("\n\n", 1)[-1])) - {answer})
+    head, _, last = text.rpartition("\n\n")
+    cut = last.index("\nAnswer: ") + len("\nAnswer:")
+    prompt, answer = (head + "\n\n" if head else "") + last[:cut], re.match(r" (\d+)", last[cut:])[1]
+    others = sorted(set(re.findall(r"=(\d+)\b", last)) - {answer})
     return prompt, answer, others
 
 

@@ -18,12 +18,13 @@ def test_it_measures_repl_sessions_and_from_a_word_repeats():
         assert "\nFrom " in synthetic_recall.repeat_from(rng)
 
 
-def test_a_quiz_query_asks_the_last_problem_among_its_own_numbers():
+def test_a_quiz_query_asks_the_last_problems_first_question_among_its_own_numbers():
     rng = random.Random(1)
     for _ in range(50):
         prompt, answer, others = synthetic_recall.quiz_query(rng)
         last = prompt.rsplit("\n\n", 1)[-1]
         assert prompt.endswith("\nAnswer:") and answer.isdigit() and answer not in others
+        assert last.count("Question:") == 1 and re.fullmatch(r"([a-z]=(\d+|[a-z])\n)+Question:\n[^\n]+\nAnswer:", last)
         bound = re.findall(r"=(\d+)\b", last)  # the numbers bound in the last problem
         assert answer in bound and others and set(others) == set(bound) - {answer}
 
