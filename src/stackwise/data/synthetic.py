@@ -19,9 +19,8 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
   quiz        look-up problems in the frame of a question-and-answer exam on code: compact bindings (`x=457`),
               then every bound name asked once, each as `Question:` / `What is the value of x?` (half the quizzes;
               the others ask in eight forms of their own, `What does x hold?`, ...) / `Answer: 457`: the
-              primitives' code form without its header, so
-              that the code tasks measure the look-up in a frame seen in training and the basic and math forms,
-              never written here, the transfer
+              primitives' code form without its header, so that the code tasks measure the look-up in a frame
+              seen in training and the basic and math forms, never written here, the transfer
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -247,8 +246,8 @@ def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> st
     return "\n\n".join(problems)
 
 
-# A quiz is a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
-# `Question:` and `Answer:` lines around a question. Half the quizzes ask the primitives' code form's question, the
+# A quiz is a look-up problem in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
+# `Question:` and `Answer:` lines around each question. Half the quizzes ask the primitives' code form's question, the
 # others one of eight of their own, so that the look-up is learned in that frame (a model of this size answers a
 # question only in forms it was trained on, docs/results/reasoning) without being tied to one sentence. The code
 # form's exact template, its header ending in `Program:`, is never written, its values (0-20) are never bound, and
