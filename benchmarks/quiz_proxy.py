@@ -1,6 +1,7 @@
 """Can the reasoning recipe's model learn the look-up in the quiz frame from quizzes alone? Writes text of nothing but
-generator-version-12 quizzes (compact bindings, then every bound name asked as `Question:` / a question /
-`Answer: 457`), in two variants that make the look-up easier, and scores a run trained on it.
+quizzes that ask every name they bind (the generator's quiz problems, `stackwise.data.synthetic.quiz`, ask one:
+compact bindings, then each name asked as `Question:` / a question / `Answer: 457`), plain or in two variants that
+make the look-up easier, and scores a run trained on it.
 
   --spaced   bindings written ` x=457`, so that the name is the same token where it is bound and where it is asked
              (` x`); the generator's `x=457` binds `x` and asks ` x`, two different tokens

@@ -7,9 +7,10 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
   look-up, no alias chain), and apart for the two look-up forms: the bare `>>> x`, whose name is the token it was
   bound with (` x`), and `print(x)`, whose name is another token (`x`, as the code form binds it);
 - **quiz recall** (generator version 9 on): the first question of the last problem of a fresh `quiz` (compact
-  bindings, then `Question:`, a question and `Answer:`), its value chosen by log-likelihood among up to five numbers bound in that problem: the
-  look-up in the frame of the primitives' code form (from version 11 half the quizzes ask the code form's own
-  question; before, only questions of the generator's own) (chance: 1 / candidates); of all, and apart for the
+  bindings, then `Question:`, a question and `Answer:`), its value chosen by log-likelihood among up to five
+  numbers bound in that problem: the look-up in the frame of the primitives' code form (from version 11 half the
+  quizzes ask the code form's own question; before, only questions of the generator's own) (chance: 1 /
+  candidates); of all, and apart for the
   questions that ask a name bound to a number and those that ask an alias;
 - **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
   of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
@@ -90,8 +91,8 @@ def recall(lm: StackwiseLM, n: int, seed: int) -> dict:
 
 def quiz_query(rng: random.Random) -> tuple[str, str, list[str]]:
     """(prompt, answer, other candidates) from a fresh quiz: up to the first `Answer:` of its last problem (the
-    question right after the bindings, as in the primitives; from version 12 a problem asks every name it binds), the
-    value after it, and the other numbers bound in that problem."""
+    question right after the bindings, as in the primitives, should a problem ask several), the value after it, and
+    the other numbers bound in that problem."""
     text = quiz(rng)
     head, _, last = text.rpartition("\n\n")
     cut = last.index("\nAnswer: ") + len("\nAnswer:")

@@ -24,9 +24,18 @@ def test_a_quiz_query_asks_the_last_problems_first_question_among_its_own_number
         prompt, answer, others = synthetic_recall.quiz_query(rng)
         last = prompt.rsplit("\n\n", 1)[-1]
         assert prompt.endswith("\nAnswer:") and answer.isdigit() and answer not in others
-        assert last.count("Question:") == 1 and re.fullmatch(r"([a-z]=(\d+|[a-z])\n)+Question:\n[^\n]+\nAnswer:", last)
+        assert last.count("Question:") == 1
+        assert re.fullmatch(r"([a-z]=(\d+|[a-z])(\n|, ))+Question:\n[^\n]+\nAnswer:", last), last
         bound = re.findall(r"=(\d+)\b", last)  # the numbers bound in the last problem
         assert answer in bound and others and set(others) == set(bound) - {answer}
+
+
+def test_a_quiz_query_of_a_problem_asking_several_names_stops_at_its_first_question(monkeypatch):
+    text = ("k=21\nQuestion:\nWhat is k?\nAnswer: 21\n\n"
+            "b=30\nc=b\nd=45\nQuestion:\nGive c.\nAnswer: 30\nQuestion:\nGive d.\nAnswer: 45")
+    monkeypatch.setattr(synthetic_recall, "quiz", lambda rng: text)
+    prompt, answer, others = synthetic_recall.quiz_query(random.Random(0))
+    assert prompt == text[:text.index("Give c.") + len("Give c.\nAnswer:")] and answer == "30" and others == ["45"]
 
 
 def test_recall_and_token_losses_run_on_a_model(tiny_cfg):

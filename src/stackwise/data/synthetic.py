@@ -16,11 +16,11 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               parts (`so x is 457`, `look up x: 457`, `x = ?\nreply: 457`, ...): numbers bound, aliased up to two
               deep, and one name asked about per problem, so that a look-up is not tied to one wording and the text
               has the shape of a few-shot prompt (solved problems, then another)
-  quiz        look-up problems in the frame of a question-and-answer exam on code: compact bindings (`x=457`),
-              then every bound name asked once, each as `Question:` / `What is the value of x?` (half the quizzes;
-              the others ask in eight forms of their own, `What does x hold?`, ...) / `Answer: 457`: the
-              primitives' code form without its header, so that the code tasks measure the look-up in a frame
-              seen in training and the basic and math forms, never written here, the transfer
+  quiz        a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
+              `Question:` / `What is the value of x?` (half the quizzes; the others ask in eight forms of their
+              own, `What does x hold?`, ...) / `Answer: 457`: the primitives' code form without its header, so
+              that the code tasks measure the look-up in a frame seen in training and the basic and math forms,
+              never written here, the transfer
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -56,9 +56,9 @@ from collections.abc import Iterator
 # programs drawn three times as often, beside the copied lists; 9: quizzes, look-ups in the code form's
 # `Question:` / `Answer:` frame, a tenth of the text; 10: the lists copied to their end back to 38% of the text, which
 # version 9's quizzes had lowered to 33% and its model formed no induction head; 11: quizzes a third of the text, half
-# of them asking the code form's own question, in place of most REPL sessions; 12: a quiz asks every name it binds,
-# not one, so that its text holds 1.7 times as many answers at about the same share)
-VERSION = "synthetic-12"
+# of them asking the code form's own question, in place of most REPL sessions. A version 12, whose quizzes asked every
+# name they bound, is not kept: see `quiz`)
+VERSION = "synthetic-11"
 DEFAULT_MB = 16.0
 LETTERS = string.ascii_lowercase
 VALUES = range(21, 1000)  # the primitives' values are 0-20
@@ -246,8 +246,8 @@ def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> st
     return "\n\n".join(problems)
 
 
-# A quiz is a look-up problem in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
-# `Question:` and `Answer:` lines around each question. Half the quizzes ask the primitives' code form's question, the
+# A quiz is a drill in the frame of a question-and-answer exam on code: compact bindings (`x=457`), then
+# `Question:` and `Answer:` lines around a question. Half the quizzes ask the primitives' code form's question, the
 # others one of eight of their own, so that the look-up is learned in that frame (a model of this size answers a
 # question only in forms it was trained on, docs/results/reasoning) without being tied to one sentence. The code
 # form's exact template, its header ending in `Program:`, is never written, its values (0-20) are never bound, and
@@ -263,27 +263,20 @@ def quiz_form(rng: random.Random) -> str:
 
 
 def quiz(rng: random.Random) -> str:
-    """One to three look-up problems, separated by blank lines: compact bindings (`bindings_block`), one per line,
-    then every bound name asked once, in random order, each in the quiz's `Question:` / `Answer:` frame (one
-    question form per quiz)."""
-    ask = quiz_form(rng)
-    problems = []
-    for _ in range(rng.randint(1, 3)):
-        lines, value_of = bindings_block(rng, COMPACT)
-        asked = list(value_of)
-        rng.shuffle(asked)
-        problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
-    return "\n\n".join(problems)
+    """Two to five look-up problems as a drill's, each asked in a quiz's `Question:` / `Answer:` frame. (Version 12
+    asked every bound name instead of one, 1.7 times the answers at the same share; its pilot learned no more and its
+    REPL look-up less, docs/results/reasoning, so version 11's quizzes are back.)"""
+    return drill(rng, quiz_form, (COMPACT,))
 
 
 KINDS = (program, arithmetic, repeat, story, drill, quiz)
 # documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
-# none, about 20%, and version 9's 33% formed none within 5000 steps), 35% quizzes (look-ups in the code form's frame,
+# none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
 # the one form most of the look-ups take, as version 3's REPL sessions, 46% of its text, were for its model, which
-# learned them) and 15% REPL sessions; 44% repeats in all, 17% programs, 4% drills, arithmetic and stories
+# learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
 # (measured in tests/test_synthetic.py)
-WEIGHTS = (10, 1, 34, 1, 1, 5)
+WEIGHTS = (10, 1, 34, 1, 1, 12)
 
 
 KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
