@@ -10,8 +10,7 @@ synthetic generator (stackwise.data.synthetic, a seed never used for training da
   bindings, then `Question:`, a question and `Answer:`), its value chosen by log-likelihood among up to five
   numbers bound in that problem: the look-up in the frame of the primitives' code form (from version 11 half the
   quizzes ask the code form's own question; before, only questions of the generator's own) (chance: 1 /
-  candidates); of all, and apart for the
-  questions that ask a name bound to a number and those that ask an alias;
+  candidates); of all, and apart for the questions that ask a name bound to a number and those that ask an alias;
 - **look-up loss**: the mean loss (nats) of the first token of each printed value, against that of the first token
   of each freshly assigned value (`x = 457`: unpredictable, the reference). Equal losses mean no look-up is learned;
 - **copy loss**: in `repeat` documents (a word list, then a run of it repeated from a named word), the mean loss of
