@@ -26,7 +26,9 @@ import random
 from pathlib import Path
 
 import torch
+import yaml
 
+from stackwise import config as config_mod
 from stackwise.data import synthetic
 from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
@@ -64,9 +66,10 @@ def write(path: Path, spaced: bool, single: bool, mb: float) -> None:
 
 def score(run: Path, spaced: bool, single: bool, which: str, n: int) -> None:
     tok = load_tokenizer(run / "tokenizer.json")
+    context = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text())).train.seq_len
     print("| step | asked a number [95% CI] | asked an alias [95% CI] | chance |\n|---:|---:|---:|---:|")
     for _, step, model in models(run, which):
-        lm, rng = StackwiseLM(model, tok, context=384), random.Random("quiz-proxy-held-out")
+        lm, rng = StackwiseLM(model, tok, context=context), random.Random("quiz-proxy-held-out")
         counts = {True: [0, 0], False: [0, 0]}
         chance = 0.0
         for _ in range(n):
