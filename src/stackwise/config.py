@@ -81,6 +81,7 @@ class DataConfig:
     tokenizer: str | None = None  # path to a tokenizer.json; None trains a byte-level BPE on the train split
     tokenizer_sample_mb: float | None = 16.0  # BPE trains on N MB of the train split, spread over its files; None=all
     split_digits: bool = False  # trained BPE: every digit its own token (" 457" and "457" share the digits 4 5 7)
+    split_names: bool = False  # trained BPE: a one-letter word's leading space apart (" x" and "x" share the x)
     max_tokens: int | None = None  # keep only the first N tokens of the train split (a slice of a huge source)
     text_field: str = "text"  # field read from .jsonl files and Hugging Face datasets
     cache_dir: str = "~/.cache/stackwise"  # tokenizers and token files, keyed by content and settings
@@ -548,8 +549,9 @@ def validate(cfg: Config) -> None:
     need(t.parallel != "fsdp" or cfg.optim.name in ("adamw", "sophia"),
          f"optim.name: {cfg.optim.name} does not run on FSDP shards (its updates need whole matrices); "
          "use adamw with train.parallel fsdp")
-    need(not (cfg.data.split_digits and cfg.data.tokenizer), "data.split_digits: applies to the tokenizer stackwise "
-         "trains; a given data.tokenizer keeps its own rules (drop one of the two)")
+    for rule in ("split_digits", "split_names"):
+        need(not (getattr(cfg.data, rule) and cfg.data.tokenizer), f"data.{rule}: applies to the tokenizer stackwise "
+             "trains; a given data.tokenizer keeps its own rules (drop one of the two)")
     if cfg.data.mix is not None:
         parse_mix(cfg.data.mix)
         need(cfg.data.train == "bundled", f"data.train: {cfg.data.train} would be ignored: data.mix is set "

@@ -118,18 +118,20 @@ def tokenizer_for(cfg: Config, log=print) -> tuple[Tokenizer, Path]:
     else:
         key = _key(TOKENIZER_VERSION, sources.fingerprint(train_source(cfg), "train", cfg.data.text_field),
                    cfg.model.vocab_size, cfg.data.tokenizer_sample_mb,
-                   *(["split-digits"] if cfg.data.split_digits else []))  # (absent: older caches keep their keys)
+                   *(["split-digits"] if cfg.data.split_digits else []),  # (absent: older caches keep their keys)
+                   *(["split-names"] if cfg.data.split_names else []))
         path = _cache_dir(cfg) / f"tokenizer-{key}" / "tokenizer.json"
         if path.is_file():
             tok = tokenizer.load(path)
         else:
             mb = cfg.data.tokenizer_sample_mb
             log(f"training a byte-level BPE tokenizer (vocab {cfg.model.vocab_size}"
-                f"{', digits split' if cfg.data.split_digits else ''}) on "
+                f"{', digits split' if cfg.data.split_digits else ''}"
+                f"{', one-letter names split' if cfg.data.split_names else ''}) on "
                 f"{'all of' if mb is None else f'up to {mb:g} MB of'} {train_source(cfg)} ...")
             tok = tokenizer.train_bpe(sources.sample(train_source(cfg), "train", cfg.data.text_field,
                                                      None if mb is None else mb * 2**20), cfg.model.vocab_size,
-                                      cfg.data.split_digits)
+                                      cfg.data.split_digits, cfg.data.split_names)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(f"tokenizer.json.tmp-{os.getpid()}")  # (own name: concurrent runs, see tokens.Writer)
             tok.save(str(tmp))

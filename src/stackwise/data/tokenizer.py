@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from stackwise.errors import UserError
 
@@ -20,6 +20,8 @@ PIECE_CHARS = 16_384
 # "line|\nline"): no pre-token of the byte-level (GPT-2) pattern spans it or looks across it, so the text's tokens are
 # exactly the tokens of its pieces.
 _SAFE_CUT = re.compile(r"\S(?=[ \n]\S)")
+# data.split_names: the leading space (Ġ at the byte level) of a pre-token that is one ASCII letter after it
+NAME_SPACE = "^Ġ(?=[A-Za-z]$)"
 
 
 def pieces(text: str, max_chars: int = PIECE_CHARS) -> Iterator[str]:
@@ -62,18 +64,28 @@ def _cut(text: str, start: int, end: int) -> int:
     return end
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False) -> Tokenizer:
+def train_bpe(texts: Iterable[str], vocab_size: int, split_digits: bool = False,
+              split_names: bool = False) -> Tokenizer:
     """A byte-level BPE trained on the texts, cut into bounded pieces (see `pieces`), so its time and memory stay
     bounded however pathological the text. (data.prepare passes it a bounded sample: sources.sample.)
 
     split_digits: every digit is its own pre-token, as in LLaMA's and DeepSeek's tokenizers, so a number is spelled
     by the same digit tokens wherever it stands (" 457" is `Ġ 4 5 7`, "457" is `4 5 7`); without it the merges
     depend on the context (`Ġ45 7` against `4 57`) and a model must learn that the two spell one value before it
-    can copy or look one up."""
+    can copy or look one up.
+
+    split_names: a word of one ASCII letter keeps its leading space apart (" x" is `Ġ x`), so a one-letter name is
+    the same token wherever it stands: bound at a line's start (`x=457`), aliased after `=` (`y=x`) or asked after a
+    space (`the value of x?`). Without it ` x` and `x` are two tokens that a model must first learn to match, and the
+    reasoning recipe's model does not within its budget (docs/results/reasoning). Longer words are untouched (it
+    costs about 1% more tokens on prose)."""
     tok = Tokenizer(models.BPE())
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.pre_tokenizer = (pre_tokenizers.Sequence([byte_level, pre_tokenizers.Digits(individual_digits=True)])
-                         if split_digits else byte_level)
+    steps = [pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    if split_names:
+        steps.append(pre_tokenizers.Split(Regex(NAME_SPACE), "isolated"))
+    if split_digits:
+        steps.append(pre_tokenizers.Digits(individual_digits=True))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(steps) if len(steps) > 1 else steps[0]
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,

@@ -9,8 +9,9 @@ faster per core than `Tokenizer.encode_batch_fast`, and `data.encode_pieces` run
 
 Exactness (tested against `tokenizers` on the bundled corpus and on random text):
 - it is used only for tokenizers of exactly this shape (`supports`): no normaliser, ByteLevel pre-tokenizer with its
-  regex and no prefix space (optionally followed by splitting every digit, `data.split_digits`, which only cuts
-  inside a word: a word's tokens still do not depend on its neighbours), BPE without dropout or affixes;
+  regex and no prefix space (optionally followed by splitting every digit, `data.split_digits`, or a one-letter
+  word's leading space, `data.split_names`, which only cut inside a word: a word's tokens still do not depend on its
+  neighbours), BPE without dropout or affixes;
 - the pattern is the one `tokenizers` uses; the only way the two engines can disagree is a character whose Unicode
   class (letter, number, space, other) differs between their tables, so every character is checked once against
   `tokenizers`' own pre-tokenizer, and a piece holding one that disagrees is encoded by `tokenizers` itself;
@@ -28,12 +29,18 @@ import numpy as np
 import regex
 from tokenizers import Tokenizer, pre_tokenizers
 
+from stackwise.data import tokenizer
+
 # tokenizers' ByteLevel pre-tokenizer pattern (the GPT-2 pattern), and the same for ASCII text with the standard
 # library's faster `re` (for ASCII the classes are exactly [A-Za-z], [0-9] and [ \t\n\v\f\r]: tested)
 PATTERN = regex.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""")
 ASCII_PATTERN = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^\sA-Za-z0-9]+|\s+(?!\S)|\s+""",
                            re.ASCII)
 _CLASSES = regex.compile(r"(\p{L})|(\p{N})|(\s)")
+# pre-tokenizers after the ByteLevel one that only cut inside a word (data.split_digits, data.split_names): a word's
+# tokens still do not depend on its neighbours, and `tokenizers` itself encodes each new word
+WITHIN_WORD = ({"type": "Digits", "individual_digits": True},
+               {"type": "Split", "pattern": {"Regex": tokenizer.NAME_SPACE}, "behavior": "Isolated", "invert": False})
 MAX_WORDS = 1 << 20  # the cache is emptied when it holds more distinct words (bounds memory: ~150 MB)
 _EOS = object()  # the cache key of the end-of-text token (no word can equal it)
 
@@ -42,9 +49,8 @@ def supports(tok: Tokenizer) -> bool:
     """Whether `tok` is a plain byte-level BPE whose tokens this encoder reproduces exactly."""
     spec = json.loads(tok.to_str())
     pre, model = spec.get("pre_tokenizer") or {}, spec.get("model") or {}
-    if pre.get("type") == "Sequence" and pre.get("pretokenizers", [])[1:] == [{"type": "Digits",
-                                                                               "individual_digits": True}]:
-        pre = pre["pretokenizers"][0]  # data.split_digits: digits split inside each word, so words stay independent
+    if pre.get("type") == "Sequence" and all(step in WITHIN_WORD for step in pre.get("pretokenizers", [])[1:]):
+        pre = pre["pretokenizers"][0]  # data.split_digits / split_names: cuts inside each word, words independent
     return (spec.get("normalizer") is None
             and pre == {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": pre.get("trim_offsets"),
                         "use_regex": True}
