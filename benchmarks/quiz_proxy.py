@@ -16,11 +16,19 @@ to a number and aliases.
         --model.canon AC --model.canon_kernel 8 --train.steps 1500 --eval.primitives_every 0 \\
         --checkpoint.every 250 --checkpoint.keep 10
     python benchmarks/quiz_proxy.py score runs/quiz-proxy [--spaced] [--single] [--checkpoint all] [--n 200]
+
+`transfer RUN` walks from the quiz frame to the primitives' var0_code prompt one change at a time and scores each:
+bindings spaced (` x=457`) or compact (`x=457`, as the primitives write them), values 21-999 (the generator's) or
+0-20 (the primitives'), with or without the code form's header, zero or five solved examples before the query. Five
+names bound to numbers, one asked with the code form's question; the answer chosen among the five values.
+
+    python benchmarks/quiz_proxy.py transfer runs/quiz-proxy [--checkpoint final] [--n 150]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
 from pathlib import Path
@@ -30,6 +38,7 @@ import yaml
 
 from stackwise import config as config_mod
 from stackwise.data import synthetic
+from stackwise.evals.primitives import CODE_HEADER
 from stackwise.evals.runner import load_tokenizer, models
 from stackwise.evals.scoring import StackwiseLM, wilson
 
@@ -89,9 +98,39 @@ def score(run: Path, spaced: bool, single: bool, which: str, n: int) -> None:
         print(f"| {step} | {cells[0]} | {cells[1]} | {chance:.1%} |", flush=True)
 
 
+def transfer_example(rng: random.Random, spaced: bool, small: bool, header: bool) -> tuple[str, int, list[int]]:
+    """A var0_code-shaped query (prompt up to `Answer:`, answer, the five bound values), in the variant asked."""
+    names = rng.sample(synthetic.LETTERS, 5)
+    values = rng.sample(range(21) if small else synthetic.VALUES, 5)
+    lines = [f"{' ' if spaced else ''}{n}={v}" for n, v in zip(names, values)]
+    i = rng.randrange(5)
+    prompt = (CODE_HEADER if header else "") + "\n".join(lines) + "\nQuestion:\n" + \
+        synthetic.CODE_QUESTION.format(n=names[i]) + "\nAnswer:"
+    return prompt, values[i], values
+
+
+def transfer(run: Path, which: str, n: int) -> None:
+    tok = load_tokenizer(run / "tokenizer.json")
+    context = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text())).train.seq_len
+    print("| step | bindings | values | header | shots | accuracy [95% CI] |\n|---:|---|---|---|---:|---:|")
+    for _, step, model in models(run, which):
+        lm = StackwiseLM(model, tok, context=context)
+        for spaced, small, header, shots in itertools.product((True, False), (False, True), (False, True), (0, 5)):
+            rng, hits = random.Random("quiz-proxy-transfer"), 0
+            for _ in range(n):
+                solved = "".join(f"{p} {a}\n\n" for p, a, _ in
+                                 (transfer_example(rng, spaced, small, header) for _ in range(shots)))
+                prompt, answer, values = transfer_example(rng, spaced, small, header)
+                scores = lm.loglik(solved + prompt, [f" {answer}", *(f" {v}" for v in values if v != answer)])
+                hits += scores.index(max(scores)) == 0
+            lo, hi = wilson(hits, n)
+            print(f"| {step} | {'` x=457`' if spaced else '`x=457`'} | {'0-20' if small else '21-999'} | "
+                  f"{'yes' if header else 'no'} | {shots} | {hits / n:.1%} [{lo:.0%}, {hi:.0%}] |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["write", "score"])
+    parser.add_argument("what", choices=["write", "score", "transfer"])
     parser.add_argument("path", type=Path, help="the .jsonl to write, or the run to score")
     parser.add_argument("--spaced", action="store_true")
     parser.add_argument("--single", action="store_true")
@@ -102,8 +141,10 @@ def main() -> None:
     torch.set_flush_denormal(True)
     if args.what == "write":
         write(args.path, args.spaced, args.single, args.mb)
-    else:
+    elif args.what == "score":
         score(args.path, args.spaced, args.single, args.checkpoint, args.n)
+    else:
+        transfer(args.path, args.checkpoint, args.n)
 
 
 if __name__ == "__main__":

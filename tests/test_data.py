@@ -1,4 +1,5 @@
 import json
+import string
 import sys
 import types
 from pathlib import Path
@@ -186,6 +187,28 @@ def test_split_digits_spells_a_number_with_the_same_digit_tokens_everywhere(corp
     assert path != data_mod.tokenizer_for(tiny_cfg(), log=lambda *_: None)[1]
     with pytest.raises(UserError, match=r"^data\.split_digits: .*given data\.tokenizer"):
         tiny_cfg(data__split_digits=True, data__tokenizer=str(path))
+
+
+def test_split_names_makes_a_one_letter_name_one_token_wherever_it_stands(corpus, tiny_cfg, tmp_path):
+    docs = [*sources.documents(str(corpus["train"]), "train"),
+            *(f"x={n}\ny=x\nWhat is the value of y? It is {n}, a cat.\n >>> z = {n}" for n in range(300))]
+    plain, split = tokenizer.train_bpe(docs, 400, True), tokenizer.train_bpe(docs, 400, True, split_names=True)
+    text = "x=457\ny=x\nWhat is the value of y? a is I\n >>> z = 3, print(z)\n"
+    for tok in (plain, split):
+        assert tok.decode(tok.encode(text).ids) == text
+    assert split.encode("x=457\ny=x").tokens == ["x", "=", "4", "5", "7", "Ċ", "y", "=", "x"]
+    assert split.encode("the value of y?").tokens[-3:] == ["Ġ", "y", "?"]
+    assert " Ġ z Ġ= " in " ".join(split.encode(">>> z = 3, print(z)").tokens)
+    assert split.encode("print(z)").tokens[-3:] == ["(", "z", ")"]
+    assert plain.encode(" y").tokens == ["Ġy"]  # without it ` y` is another token than `y` (the reason to split)
+    assert split.encode(" the").tokens == plain.encode(" the").tokens == ["Ġthe"]  # longer words untouched
+    assert all(split.encode(f"of {c}").tokens[-2:] == ["Ġ", c] for c in string.ascii_letters)
+    # a config asks for it; it names its own tokenizer cache; a given tokenizer keeps its own rules
+    tok, path = data_mod.tokenizer_for(tiny_cfg(data__split_names=True), log=lambda *_: None)
+    assert tok.encode(" y").tokens == ["Ġ", "y"]
+    assert path != data_mod.tokenizer_for(tiny_cfg(), log=lambda *_: None)[1]
+    with pytest.raises(UserError, match=r"^data\.split_names: .*given data\.tokenizer"):
+        tiny_cfg(data__split_names=True, data__tokenizer=str(path))
 
 
 def test_unigram_entropy():

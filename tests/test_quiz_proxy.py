@@ -36,3 +36,22 @@ def test_every_bound_name_is_asked_once_with_the_value_it_holds(tmp_path, spaced
         assert all(q.startswith("What is the value of ") for q in questions)
     else:
         assert len(questions) > 2
+
+
+def test_the_transfer_walk_ends_at_the_primitives_var0_code_prompt():
+    import random
+
+    from stackwise.evals.primitives import TASKS
+
+    def shape(prompt):  # names and values abstracted
+        return re.sub(r"\d+", "V", re.sub(r"\b[a-z]\b", "N", prompt))
+
+    primitive = TASKS["var0_code"].make(random.Random(0))
+    rng = random.Random(0)
+    prompt, answer, values = quiz_proxy.transfer_example(rng, spaced=False, small=True, header=True)
+    assert shape(prompt) == shape(primitive.prompt)
+    assert answer in values and len(set(values)) == 5 and max(values) <= 20
+    spaced, _, values = quiz_proxy.transfer_example(rng, spaced=True, small=False, header=False)
+    bindings = spaced.split("\nQuestion:")[0].splitlines()
+    assert len(bindings) == 5 and all(re.fullmatch(r" [a-z]=\d+", line) for line in bindings)
+    assert min(values) >= 21

@@ -69,6 +69,23 @@ def test_split_digits_tokenizers_take_the_fast_path_with_the_same_tokens(split_t
     assert cache.encode(batch).tolist() == _reference(split_tok, batch)
 
 
+@pytest.fixture(scope="module")
+def names_tok() -> Tokenizer:
+    rng = random.Random(2)
+    text = "".join(rng.choice(ALPHABET) for _ in range(40_000))
+    text += " ".join(f"{rng.choice('xyz')}={rng.randrange(10**3)} of {rng.choice('xyz')}?" for _ in range(3000))
+    return tokenizer.train_bpe([text], 600, split_digits=True, split_names=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.sampled_from([*ALPHABET, "x=12", " y", " of x?", "\nz=y", " a b"]),
+                                   max_size=40).map("".join), st.booleans()), min_size=1, max_size=6))
+def test_split_names_tokenizers_take_the_fast_path_with_the_same_tokens(names_tok, batch):
+    assert word_cache.supports(names_tok)
+    cache = word_cache.WordCache(names_tok, tokenizer.eos_id(names_tok))
+    assert cache.encode(batch).tolist() == _reference(names_tok, batch)
+
+
 def test_characters_the_engines_class_differently_go_to_tokenizers(tok, monkeypatch):
     # no character of this Unicode version is known to differ; simulate one: an engine whose tables lack "é" as a
     # letter (a newer letter, say) would cut "café" after "caf"
