@@ -180,6 +180,31 @@ def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
     return pairs
 
 
+def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_asked_for():
+    docs = _docs("synthetic:0:0.3:exam", n=400)
+    assert len(docs) > 50 and all(min(len(d.split("\n\n")), 3) == len(d.split("\n\n")) for d in docs)
+    depths = set()
+    for problem in (p for d in docs for p in d.split("\n\n")):
+        body, *asks = problem.split("\nQuestion:\n")
+        env, depth = {}, {}
+        for binding in body.splitlines():  # compact and unindented, values of 21 and up
+            n, v = re.fullmatch(r"([a-z])=([a-z]|\d+)", binding).groups()
+            env[n], depth[n] = (int(v), 0) if v.isdigit() else (env[v], depth[v] + 1)
+            assert not v.isdigit() or int(v) >= 21
+        asked = []
+        for ask in asks:
+            question, answer = ask.split("\nAnswer: ")
+            name = re.fullmatch(_template_re(synthetic.CODE_QUESTION), question)[1]
+            assert env[name] == int(answer)
+            asked.append(name)
+        assert sorted(asked) == sorted(env)  # every name, once
+        depths |= set(depth.values())
+    assert depths == {0, 1, 2}
+    # outside the default mix (a quiz's problem asks one question, an exam's every name)
+    assert all(p.count("Question:") <= 1 for d in _docs("synthetic:0:0.3") for p in d.split("\n\n"))
+    assert synthetic.parse("synthetic:0:1:quiz+exam")[2] == ("quiz", "exam")
+
+
 def test_quizzes_answer_with_the_value_the_asked_name_holds():
     rng = random.Random(5)
     questions, depths = collections.Counter(), set()

@@ -269,14 +269,31 @@ def quiz(rng: random.Random) -> str:
     return drill(rng, quiz_form, (COMPACT,))
 
 
-KINDS = (program, arithmetic, repeat, story, drill, quiz)
+def exam(rng: random.Random) -> str:
+    """One to three quiz problems that ask every name they bind, each in the code form's question, in random order:
+    the look-up in that frame and nothing else, with the aliases (depth 1 and 2) asked as often as the names bound
+    to numbers. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:exam`), e.g. as the first
+    stage of `data.stages`: from text of nothing but such questions the reasoning recipe's model learns the look-up
+    in 2000 steps, and from the default mix not in 5000 (docs/results/reasoning)."""
+    problems = []
+    for _ in range(rng.randint(1, 3)):
+        lines, value_of = bindings_block(rng, COMPACT)
+        asked = list(value_of)
+        rng.shuffle(asked)
+        problems.append("\n".join(lines + [f"Question:\n{CODE_QUESTION.format(n=n)}\nAnswer: {value_of[n]}"
+                                             for n in asked]))
+    return "\n\n".join(problems)
+
+
+KINDS = (program, arithmetic, repeat, story, drill, quiz, exam)
 # documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
 # none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
 # the one form most of the look-ups take, as version 3's REPL sessions, 46% of its text, were for its model, which
 # learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
-# (measured in tests/test_synthetic.py)
-WEIGHTS = (10, 1, 34, 1, 1, 12)
+# (measured in tests/test_synthetic.py). A kind of weight 0 is drawn only where a spec asks for it by name (the text
+# of every other spec stays as it was): alone or with other such kinds, each at weight 1
+WEIGHTS = (10, 1, 34, 1, 1, 12, 0)
 
 
 KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
@@ -304,6 +321,9 @@ def documents(seed: int, split: str, max_bytes: float, kinds: tuple[str, ...] | 
     give the same text, and the validation split draws from its own stream. `kinds` keeps only those kinds of
     document, in the same proportions to one another as in the full mix (None: all of them)."""
     chosen = [(kind, w) for kind, w in zip(KINDS, WEIGHTS) if kinds is None or kind.__name__ in kinds]
+    if not any(w for _, w in chosen):  # only kinds outside the default mix: each at weight 1
+        chosen = [(kind, 1) for kind, _ in chosen]
+    chosen = [(kind, w) for kind, w in chosen if w]
     assert chosen, kinds
     rng = random.Random(f"{VERSION}|{seed}|{split}" + ("" if kinds is None else f"|{'+'.join(kinds)}"))
     total = 0
