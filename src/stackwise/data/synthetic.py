@@ -273,8 +273,8 @@ def exam(rng: random.Random) -> str:
     """One to three quiz problems that ask every name they bind, each in the code form's question, in random order:
     the look-up in that frame and nothing else, with the aliases (depth 1 and 2) asked as often as the names bound
     to numbers. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:exam`), e.g. as the first
-    stage of `data.stages`: from text of nothing but such questions the reasoning recipe's model learns the look-up
-    in 2000 steps, and from the default mix not in 5000 (docs/results/reasoning)."""
+    stage of `data.stages`: on nothing but such questions the reasoning recipe's model (names split) answers 85% of
+    them after 2000 steps; on the default mix, 48% after 5000 (docs/results/reasoning)."""
     problems = []
     for _ in range(rng.randint(1, 3)):
         lines, value_of = bindings_block(rng, COMPACT)
