@@ -131,7 +131,7 @@ def transfer(run: Path, which: str, n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["write", "score", "transfer"])
-    parser.add_argument("path", type=Path, help="the .jsonl to write, or the run to score")
+    parser.add_argument("path", type=Path, help="the .jsonl to write, or the run to score or walk")
     parser.add_argument("--spaced", action="store_true")
     parser.add_argument("--single", action="store_true")
     parser.add_argument("--mb", type=float, default=16.0)
