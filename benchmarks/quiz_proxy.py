@@ -51,17 +51,12 @@ def problem(rng: random.Random, spaced: bool) -> tuple[list[str], dict[str, int]
 
 
 def frame(rng: random.Random, single: bool) -> str:
-    return "Question:\n" + synthetic.CODE_QUESTION + "\nAnswer: {v}" if single else synthetic.quiz_form(rng)
+    return synthetic.CODE_FRAME if single else synthetic.quiz_form(rng)
 
 
 def quiz(rng: random.Random, spaced: bool, single: bool) -> str:
-    ask, problems = frame(rng, single), []
-    for _ in range(rng.randint(1, 3)):
-        lines, value_of, _ = problem(rng, spaced)
-        asked = list(value_of)
-        rng.shuffle(asked)
-        problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
-    return "\n\n".join(problems)
+    ask = frame(rng, single)  # (drawn first: the text written before `synthetic.every_name_asked` existed)
+    return synthetic.every_name_asked(rng, " {n}={v}" if spaced else synthetic.COMPACT, ask)
 
 
 def write(path: Path, spaced: bool, single: bool, mb: float) -> None:

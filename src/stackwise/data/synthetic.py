@@ -21,6 +21,8 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               own, `What does x hold?`, ...) / `Answer: 457`: the primitives' code form without its header, so
               that the code tasks measure the look-up in a frame seen in training and the basic and math forms,
               never written here, the transfer
+  exam        (only where a spec names it, not in the default mix) quiz problems that ask every name they bind,
+              each in the code form's question: a first stage of nothing but look-ups (`data.stages`)
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -269,20 +271,28 @@ def quiz(rng: random.Random) -> str:
     return drill(rng, quiz_form, (COMPACT,))
 
 
+def every_name_asked(rng: random.Random, bind: str, ask: str) -> str:
+    """One to three problems, separated by blank lines: bindings in `bind`'s form (`bindings_block`), one per line,
+    then every bound name asked once, in random order, each in `ask`'s frame (`{n}` the name, `{v}` its value)."""
+    problems = []
+    for _ in range(rng.randint(1, 3)):
+        lines, value_of = bindings_block(rng, bind)
+        asked = list(value_of)
+        rng.shuffle(asked)
+        problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
+    return "\n\n".join(problems)
+
+
+CODE_FRAME = "Question:\n" + CODE_QUESTION + "\nAnswer: {v}"  # the quiz frame around the code form's question
+
+
 def exam(rng: random.Random) -> str:
-    """One to three quiz problems that ask every name they bind, each in the code form's question, in random order:
-    the look-up in that frame and nothing else, with the aliases (depth 1 and 2) asked as often as the names bound
+    """Quiz problems that ask every name they bind (`every_name_asked`), each in the code form's question: the
+    look-up in that frame and nothing else, with the aliases (depth 1 and 2) asked as often as the names bound
     to numbers. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:exam`), e.g. as the first
     stage of `data.stages`: on nothing but such questions the reasoning recipe's model (names split) answers 85% of
     them after 2000 steps; on the default mix, 48% after 5000 (docs/results/reasoning)."""
-    problems = []
-    for _ in range(rng.randint(1, 3)):
-        lines, value_of = bindings_block(rng, COMPACT)
-        asked = list(value_of)
-        rng.shuffle(asked)
-        problems.append("\n".join(lines + [f"Question:\n{CODE_QUESTION.format(n=n)}\nAnswer: {value_of[n]}"
-                                             for n in asked]))
-    return "\n\n".join(problems)
+    return every_name_asked(rng, COMPACT, CODE_FRAME)
 
 
 KINDS = (program, arithmetic, repeat, story, drill, quiz, exam)
