@@ -23,6 +23,8 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               never written here, the transfer
   exam        (only where a spec names it, not in the default mix) quiz problems that ask every name they bind,
               each in the code form's question: a first stage of nothing but look-ups (`data.stages`)
+  aliases     (only where a spec names it) exams weighted to the second hop: more aliases, every alias asked and
+              one of the numbers
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -212,14 +214,16 @@ def question_form(rng: random.Random) -> str:
     return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
-def bindings_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int]]:
-    """One problem's bindings: three to six names bound to numbers, then aliases of up to four more names (an alias
-    of an alias is two deep); the lines in `bind`'s form and the value each name holds."""
-    names = rng.sample(LETTERS, rng.randint(4, 10))
+def bindings_block(rng: random.Random, bind: str, n_names: tuple[int, int] = (4, 10),
+                   max_numbers: int = 6) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """One problem's bindings: `n_names` (a range) names, of which three to `max_numbers` are bound to numbers,
+    then aliases of the rest (an alias of an alias is two deep); the lines in `bind`'s form, the value each name
+    holds and its depth (0 for a number)."""
+    names = rng.sample(LETTERS, rng.randint(*n_names))
     value_of: dict[str, int] = {}
     depth: dict[str, int] = {}
     lines = []
-    n_numbers = rng.randint(3, min(6, len(names) - 1))
+    n_numbers = rng.randint(3, min(max_numbers, len(names) - 1))
     for name in names[:n_numbers]:
         value_of[name], depth[name] = _value(rng), 0
         lines.append(bind.format(n=name, v=value_of[name]))
@@ -227,7 +231,7 @@ def bindings_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, 
         src = rng.choice([m for m in value_of if depth[m] < 2])
         value_of[name], depth[name] = value_of[src], depth[src] + 1
         lines.append(bind.format(n=name, v=src))
-    return lines, value_of
+    return lines, value_of, depth
 
 
 def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> str:
@@ -239,7 +243,7 @@ def drill(rng: random.Random, form=question_form, bindings=DRILL_BINDINGS) -> st
     separator = rng.choice(("\n", "\n", ", "))  # one binding per line, or all on one line
     problems = []
     for _ in range(rng.randint(2, 5)):
-        lines, value_of = bindings_block(rng, bind)
+        lines, value_of, _ = bindings_block(rng, bind)
         asked = rng.choice(list(value_of))
         indent = "" if bind == COMPACT else rng.choice(("", " "))
         body = indent + ", ".join(lines) if separator == ", " else "\n".join(indent + line for line in lines)
@@ -271,13 +275,19 @@ def quiz(rng: random.Random) -> str:
     return drill(rng, quiz_form, (COMPACT,))
 
 
-def every_name_asked(rng: random.Random, bind: str, ask: str) -> str:
+def every_name_asked(rng: random.Random, bind: str, ask: str, aliases_first: bool = False) -> str:
     """One to three problems, separated by blank lines: bindings in `bind`'s form (`bindings_block`), one per line,
-    then every bound name asked once, in random order, each in `ask`'s frame (`{n}` the name, `{v}` its value)."""
+    then every bound name asked once, in random order, each in `ask`'s frame (`{n}` the name, `{v}` its value).
+    `aliases_first`: problems weighted to the second hop instead, three or four numbers and three to seven
+    aliases, of which every alias is asked and one of the numbers."""
     problems = []
     for _ in range(rng.randint(1, 3)):
-        lines, value_of = bindings_block(rng, bind)
-        asked = list(value_of)
+        if aliases_first:
+            lines, value_of, depth = bindings_block(rng, bind, n_names=(7, 10), max_numbers=4)
+            asked = [n for n in value_of if depth[n]] + [rng.choice([n for n in value_of if not depth[n]])]
+        else:
+            lines, value_of, _ = bindings_block(rng, bind)
+            asked = list(value_of)
         rng.shuffle(asked)
         problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
     return "\n\n".join(problems)
@@ -295,7 +305,15 @@ def exam(rng: random.Random) -> str:
     return every_name_asked(rng, COMPACT, CODE_FRAME)
 
 
-KINDS = (program, arithmetic, repeat, story, drill, quiz, exam)
+def aliases(rng: random.Random) -> str:
+    """Exams weighted to the second hop of the look-up (`every_name_asked` with `aliases_first`): three or four names
+    bound to numbers, then three to seven aliases (up to two deep); every alias asked, and one number, in the code
+    form's question. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:aliases`), e.g. after or
+    beside a stage of exams in `data.stages`."""
+    return every_name_asked(rng, COMPACT, CODE_FRAME, aliases_first=True)
+
+
+KINDS = (program, arithmetic, repeat, story, drill, quiz, exam, aliases)
 # documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
 # none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
@@ -303,7 +321,7 @@ KINDS = (program, arithmetic, repeat, story, drill, quiz, exam)
 # learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
 # (measured in tests/test_synthetic.py). A kind of weight 0 is drawn only where a spec asks for it by name (the text
 # of every other spec stays as it was): alone or with other such kinds, each at weight 1
-WEIGHTS = (10, 1, 34, 1, 1, 12, 0)
+WEIGHTS = (10, 1, 34, 1, 1, 12, 0, 0)
 
 
 KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
