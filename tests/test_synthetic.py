@@ -180,10 +180,11 @@ def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
     return pairs
 
 
-def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_asked_for():
-    docs = _docs("synthetic:0:0.3:exam", n=400)
+def _exam_problems(spec: str):
+    """(depth of each bound name, names asked in order) of every problem of an exam-like spec, each answer checked
+    against the value its name holds."""
+    docs = _docs(spec, n=400)
     assert len(docs) > 50 and all(min(len(d.split("\n\n")), 3) == len(d.split("\n\n")) for d in docs)
-    depths = set()
     for problem in (p for d in docs for p in d.split("\n\n")):
         body, *asks = problem.split("\nQuestion:\n")
         env, depth = {}, {}
@@ -197,12 +198,33 @@ def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_ask
             name = re.fullmatch(_template_re(synthetic.CODE_QUESTION), question)[1]
             assert env[name] == int(answer)
             asked.append(name)
-        assert sorted(asked) == sorted(env)  # every name, once
+        yield depth, asked
+
+
+def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_asked_for():
+    depths = set()
+    for depth, asked in _exam_problems("synthetic:0:0.3:exam"):
+        assert sorted(asked) == sorted(depth)  # every name, once
         depths |= set(depth.values())
     assert depths == {0, 1, 2}
     # outside the default mix (a quiz's problem asks one question, an exam's every name)
     assert all(p.count("Question:") <= 1 for d in _docs("synthetic:0:0.3") for p in d.split("\n\n"))
     assert synthetic.parse("synthetic:0:1:quiz+exam")[2] == ("quiz", "exam")
+
+
+def test_alias_exams_ask_every_alias_and_one_number():
+    depths, asked_depths = collections.Counter(), collections.Counter()
+    for depth, asked in _exam_problems("synthetic:0:0.3:aliases"):
+        aliases = sorted(n for n in depth if depth[n])
+        assert 3 <= len(depth) - len(aliases) <= 4 and 3 <= len(aliases) <= 7
+        assert sorted(n for n in asked if depth[n]) == aliases  # every alias, once
+        assert sum(not depth[n] for n in asked) == 1  # and one number
+        depths.update(depth.values())
+        asked_depths.update(depth[n] for n in asked)
+    assert set(depths) == {0, 1, 2}
+    assert asked_depths[0] < 0.25 * sum(asked_depths.values())  # mostly the second hop (an exam asks ~35% aliases)
+    # a kind of its own beside exam (outside the default mix: no default problem asks more than one question, above)
+    assert synthetic.parse("synthetic:0:1:aliases+exam")[2] == ("exam", "aliases")
 
 
 def test_quizzes_answer_with_the_value_the_asked_name_holds():
