@@ -181,8 +181,8 @@ def _eval_bindings(n: int = 3000) -> set[tuple[str, int]]:
 
 
 def _exam_problems(spec: str):
-    """(depth of each bound name, names asked in order) of every problem of an exam-like spec, each answer checked
-    against the value its name holds."""
+    """(depth of each bound name, names asked in order, value of each name) of every problem of an exam-like spec,
+    each answer checked against the value its name holds."""
     docs = _docs(spec, n=400)
     assert len(docs) > 50 and all(min(len(d.split("\n\n")), 3) == len(d.split("\n\n")) for d in docs)
     for problem in (p for d in docs for p in d.split("\n\n")):
@@ -198,12 +198,12 @@ def _exam_problems(spec: str):
             name = re.fullmatch(_template_re(synthetic.CODE_QUESTION), question)[1]
             assert env[name] == int(answer)
             asked.append(name)
-        yield depth, asked
+        yield depth, asked, env
 
 
 def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_asked_for():
     depths = set()
-    for depth, asked in _exam_problems("synthetic:0:0.3:exam"):
+    for depth, asked, _ in _exam_problems("synthetic:0:0.3:exam"):
         assert sorted(asked) == sorted(depth)  # every name, once
         depths |= set(depth.values())
     assert depths == {0, 1, 2}
@@ -212,13 +212,16 @@ def test_exams_ask_every_bound_name_in_the_code_forms_question_and_only_when_ask
     assert synthetic.parse("synthetic:0:1:quiz+exam")[2] == ("quiz", "exam")
 
 
-def test_alias_exams_ask_every_alias_and_one_number():
+def test_alias_exams_ask_every_alias_and_one_number_with_no_answer_given_twice_but_a_shared_one():
     depths, asked_depths = collections.Counter(), collections.Counter()
-    for depth, asked in _exam_problems("synthetic:0:0.3:aliases"):
+    for depth, asked, env in _exam_problems("synthetic:0:0.3:aliases"):
         aliases = sorted(n for n in depth if depth[n])
-        assert 3 <= len(depth) - len(aliases) <= 4 and 3 <= len(aliases) <= 7
+        assert 4 <= len(depth) - len(aliases) <= 6 and 3 <= len(aliases) < len(depth) - len(aliases)
         assert sorted(n for n in asked if depth[n]) == aliases  # every alias, once
         assert sum(not depth[n] for n in asked) == 1  # and one number
+        # no two asked names hold one value, but an alias and the alias of it (two deep) do
+        shared = len(asked) - len({env[n] for n in asked})
+        assert shared <= sum(depth[n] == 2 for n in asked)
         depths.update(depth.values())
         asked_depths.update(depth[n] for n in asked)
     assert set(depths) == {0, 1, 2}

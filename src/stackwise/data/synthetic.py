@@ -23,8 +23,8 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               never written here, the transfer
   exam        (only where a spec names it, not in the default mix) quiz problems that ask every name they bind,
               each in the code form's question: a first stage of nothing but look-ups (`data.stages`)
-  aliases     (only where a spec names it) exams weighted to the second hop: more aliases, every alias asked and
-              one of the numbers
+  aliases     (only where a spec names it) exams weighted to the second hop: every alias asked and one number,
+              the aliases holding different values wherever they can
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -214,16 +214,14 @@ def question_form(rng: random.Random) -> str:
     return rng.choice(QUESTION_LEADS) + "{n}" + rng.choice(QUESTION_TAILS) + rng.choice(ANSWER_MARKERS) + "{v}"
 
 
-def bindings_block(rng: random.Random, bind: str, n_names: tuple[int, int] = (4, 10),
-                   max_numbers: int = 6) -> tuple[list[str], dict[str, int], dict[str, int]]:
-    """One problem's bindings: `n_names` (a range) names, of which three to `max_numbers` are bound to numbers,
-    then aliases of the rest (an alias of an alias is two deep); the lines in `bind`'s form, the value each name
-    holds and its depth (0 for a number)."""
-    names = rng.sample(LETTERS, rng.randint(*n_names))
+def bindings_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """One problem's bindings: three to six names bound to numbers, then aliases of up to four more names (an alias
+    of an alias is two deep); the lines in `bind`'s form, the value each name holds and its depth (0: a number)."""
+    names = rng.sample(LETTERS, rng.randint(4, 10))
     value_of: dict[str, int] = {}
     depth: dict[str, int] = {}
     lines = []
-    n_numbers = rng.randint(3, min(max_numbers, len(names) - 1))
+    n_numbers = rng.randint(3, min(6, len(names) - 1))
     for name in names[:n_numbers]:
         value_of[name], depth[name] = _value(rng), 0
         lines.append(bind.format(n=name, v=value_of[name]))
@@ -275,16 +273,40 @@ def quiz(rng: random.Random) -> str:
     return drill(rng, quiz_form, (COMPACT,))
 
 
+def alias_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Bindings weighted to the second hop, as `bindings_block` returns them: four to six names bound to distinct
+    numbers, then three to five aliases (fewer than the numbers), each of a number no other alias names (so aliases
+    hold different values), or, one time in four, of an earlier alias (two deep, a value two aliases share)."""
+    n_numbers = rng.randint(4, 6)
+    names = rng.sample(LETTERS, n_numbers + rng.randint(3, n_numbers - 1))
+    value_of: dict[str, int] = {}
+    depth: dict[str, int] = {}
+    lines = []
+    for name, value in zip(names[:n_numbers], rng.sample(VALUES, n_numbers)):  # distinct values
+        value_of[name], depth[name] = value, 0
+        lines.append(bind.format(n=name, v=value))
+    free = names[:n_numbers]
+    rng.shuffle(free)
+    for name in names[n_numbers:]:
+        shallow = [m for m in value_of if depth[m] == 1]
+        src = rng.choice(shallow) if shallow and rng.random() < 0.25 else free.pop()
+        value_of[name], depth[name] = value_of[src], depth[src] + 1
+        lines.append(bind.format(n=name, v=src))
+    return lines, value_of, depth
+
+
 def every_name_asked(rng: random.Random, bind: str, ask: str, aliases_first: bool = False) -> str:
     """One to three problems, separated by blank lines: bindings in `bind`'s form (`bindings_block`), one per line,
     then every bound name asked once, in random order, each in `ask`'s frame (`{n}` the name, `{v}` its value).
-    `aliases_first`: problems weighted to the second hop instead, three or four numbers and three to seven
-    aliases, of which every alias is asked and one of the numbers."""
+    `aliases_first`: problems weighted to the second hop instead (`alias_block`), of which every alias is asked and
+    one number that no alias holds, so that no answer repeats an earlier one but where two aliases share a value."""
     problems = []
     for _ in range(rng.randint(1, 3)):
         if aliases_first:
-            lines, value_of, depth = bindings_block(rng, bind, n_names=(7, 10), max_numbers=4)
-            asked = [n for n in value_of if depth[n]] + [rng.choice([n for n in value_of if not depth[n]])]
+            lines, value_of, depth = alias_block(rng, bind)
+            held = {value_of[n] for n in value_of if depth[n]}
+            asked = [n for n in value_of if depth[n]]
+            asked.append(rng.choice([n for n in value_of if not depth[n] and value_of[n] not in held]))
         else:
             lines, value_of, _ = bindings_block(rng, bind)
             asked = list(value_of)
@@ -306,9 +328,9 @@ def exam(rng: random.Random) -> str:
 
 
 def aliases(rng: random.Random) -> str:
-    """Exams weighted to the second hop of the look-up (`every_name_asked` with `aliases_first`): three or four names
-    bound to numbers, then three to seven aliases (up to two deep); every alias asked, and one number, in the code
-    form's question. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:aliases`), e.g. after or
+    """Exams weighted to the second hop of the look-up (`every_name_asked` with `aliases_first`): four to six names
+    bound to numbers, then three to five aliases (a quarter two deep); every alias asked, and one number, in the
+    code form's question. Not in the default mix (weight 0); asked for by name (`synthetic:0:32:aliases`), e.g. after or
     beside a stage of exams in `data.stages`."""
     return every_name_asked(rng, COMPACT, CODE_FRAME, aliases_first=True)
 
