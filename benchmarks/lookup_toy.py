@@ -11,7 +11,11 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
-                                     --every 250]
+                                     --every 250 --aliases]
+
+`--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
+scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
+name's value).
 """
 
 from __future__ import annotations
@@ -19,23 +23,31 @@ from __future__ import annotations
 import argparse
 import random
 import string
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
 from stackwise import config as config_mod
+from stackwise.data import synthetic
 from stackwise.model import Transformer
 
 VALUES = range(21, 1000)
 
 
-def problem(rng: random.Random, form: str, gap: int = 0) -> tuple[str, list[int]]:
-    """A problem's text and the character offsets of its answers' first digits. `gap` dashes stand between a short
-    question and its answer (`q?---794`), putting the name `gap` characters further from the answer."""
-    names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
-    value = {n: rng.choice(VALUES) for n in names}
-    text = "".join(f"{n}={value[n]}\n" for n in names)
+def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False) -> tuple[str, list[int], list[bool]]:
+    """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
+    alias. `gap` dashes stand between a short question and its answer (`q?---794`), putting the name `gap`
+    characters further from the answer. `aliases`: the bindings of the generator's `aliases` kind instead (four to
+    six numbers, then three to five aliases of distinct numbers, a quarter two deep; `synthetic.alias_block`)."""
+    if aliases:
+        lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
+        names, text = list(value), "".join(line + "\n" for line in lines)
+    else:
+        names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
+        value, depth = {n: rng.choice(VALUES) for n in names}, dict.fromkeys(names, 0)
+        text = "".join(f"{n}={value[n]}\n" for n in names)
     asked = list(names)
     rng.shuffle(asked)
     answers = []
@@ -43,39 +55,40 @@ def problem(rng: random.Random, form: str, gap: int = 0) -> tuple[str, list[int]
         text += f"{n}?" + "-" * gap if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
         answers.append(len(text))
         text += f"{value[n]}\n"
-    return text + "\n", answers
+    return text + "\n", answers, [depth[n] > 0 for n in asked]
 
 
 def encode(text: str) -> list[int]:
     return [min(ord(c), 127) for c in text]
 
 
-def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0):
+def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False):
     buf: list[int] = []
     while True:
         while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form, gap)[0])
+            buf += encode(problem(rng, form, gap, aliases)[0])
         yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
         buf = buf[batch * (seq + 1):]
 
 
-def accuracy(model: Transformer, held_out: list[tuple[str, list[int]]], seq: int) -> float:
-    """Share of answers whose first digit is the model's top prediction."""
-    right = total = 0
+def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
+    """Share of answers whose first digit is the model's top prediction: of names bound to numbers, and of aliases
+    (nan where there are none)."""
+    right, total = [0, 0], [0, 0]
     model.eval()
     with torch.no_grad():
-        for text, answers in held_out:
+        for text, answers, alias in held_out:
             ids = torch.tensor([encode(text)[:seq]])
             pred = model(ids)[0].argmax(-1)
-            for a in answers:
+            for a, is_alias in zip(answers, alias):
                 if a < ids.shape[1]:
-                    right += int(pred[a - 1] == ids[0, a])
-                    total += 1
+                    right[is_alias] += int(pred[a - 1] == ids[0, a])
+                    total[is_alias] += 1
     model.train()
-    return right / max(total, 1)
+    return tuple(r / t if t else float("nan") for r, t in zip(right, total))
 
 
-def run(args, canon: str) -> list[float]:
+def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
                                       "model.init_std": args.init_std, "model.canon": canon,
@@ -83,8 +96,8 @@ def run(args, canon: str) -> list[float]:
     torch.manual_seed(0)
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap)
-    held_out = [problem(random.Random(f"held-out:{i}"), args.form, args.gap) for i in range(60)]
+    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases)
+    held_out = [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases) for i in range(60)]
     scores = []
     for step in range(1, args.steps + 1):
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
@@ -98,6 +111,7 @@ def run(args, canon: str) -> list[float]:
         opt.zero_grad()
         if step % args.every == 0:
             scores.append(accuracy(model, held_out, args.seq))
+            print(f"canon {canon or 'none'} step {step}: {scores[-1]}", file=sys.stderr, flush=True)  # progress
     return scores
 
 
@@ -116,16 +130,19 @@ def main() -> None:
     parser.add_argument("--canon-kernel", type=int, default=4, help="tokens a Canon layer mixes (canon_kernel)")
     parser.add_argument("--gap", type=int, default=0, help="dashes between a short question and its answer")
     parser.add_argument("--every", type=int, default=250)
+    parser.add_argument("--aliases", action="store_true", help="alias-weighted problems; scored apart for aliases")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
     start = time.perf_counter()
     with_canon = run(args, args.canon)
-    plain = [float("nan")] * len(with_canon) if args.canon_only else run(args, "")
-    print(f"| step | first digit right, no Canon layers | with Canon {args.canon}, kernel {args.canon_kernel} |\n"
+    plain = [(float("nan"),) * 2] * len(with_canon) if args.canon_only else run(args, "")
+    what = "first digit right (numbers / aliases)" if args.aliases else "first digit right"
+    print(f"| step | {what}, no Canon layers | with Canon {args.canon}, kernel {args.canon_kernel} |\n"
           "|---:|---:|---:|")
     for i, (a, b) in enumerate(zip(plain, with_canon)):
-        print(f"| {(i + 1) * args.every} | {a:.1%} | {b:.1%} |")
+        cell = (lambda r: f"{r[0]:.1%} / {r[1]:.1%}") if args.aliases else (lambda r: f"{r[0]:.1%}")
+        print(f"| {(i + 1) * args.every} | {cell(a)} | {cell(b)} |")
     print(f"({time.perf_counter() - start:.0f} s)")
 
 
