@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import re
 import string
 import sys
 import time
@@ -88,6 +89,24 @@ def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]
     return tuple(r / t if t else float("nan") for r, t in zip(right, total))
 
 
+def held_out_problems(args) -> list[tuple[str, list[int], list[bool]]]:
+    return [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases) for i in range(60)]
+
+
+def guessing(held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
+    """The first-digit accuracy of a model that answers with one of the problem's bound numbers drawn at random (of
+    names bound to numbers, and of aliases): the chance level for a model that has learned what a value looks like
+    but no look-up."""
+    right, total = [0.0, 0.0], [0, 0]
+    for text, answers, alias in held_out:
+        numbers = re.findall(r"^[a-z]=(\d+)$", text, re.M)
+        for a, is_alias in zip(answers, alias):
+            if a < seq:
+                right[is_alias] += sum(v[0] == text[a] for v in numbers) / len(numbers)
+                total[is_alias] += 1
+    return tuple(r / t if t else float("nan") for r, t in zip(right, total))
+
+
 def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
@@ -97,7 +116,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases)
-    held_out = [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases) for i in range(60)]
+    held_out = held_out_problems(args)
     scores = []
     for step in range(1, args.steps + 1):
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
@@ -143,7 +162,9 @@ def main() -> None:
     for i, (a, b) in enumerate(zip(plain, with_canon)):
         cell = (lambda r: f"{r[0]:.1%} / {r[1]:.1%}") if args.aliases else (lambda r: f"{r[0]:.1%}")
         print(f"| {(i + 1) * args.every} | {cell(a)} | {cell(b)} |")
-    print(f"({time.perf_counter() - start:.0f} s)")
+    guess = guessing(held_out_problems(args), args.seq)
+    print(f"(a bound number drawn at random: {guess[0]:.1%}" + (f" / {guess[1]:.1%}" if args.aliases else "") +
+          f"; {time.perf_counter() - start:.0f} s)")
 
 
 if __name__ == "__main__":
