@@ -34,8 +34,6 @@ from stackwise import config as config_mod
 from stackwise.data import synthetic
 from stackwise.model import Transformer
 
-VALUES = range(21, 1000)
-
 
 def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False) -> tuple[str, list[int], list[bool]]:
     """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
@@ -47,7 +45,7 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False) 
         names, text = list(value), "".join(line + "\n" for line in lines)
     else:
         names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
-        value, depth = {n: rng.choice(VALUES) for n in names}, dict.fromkeys(names, 0)
+        value, depth = {n: rng.choice(synthetic.VALUES) for n in names}, dict.fromkeys(names, 0)
         text = "".join(f"{n}={value[n]}\n" for n in names)
     asked = list(names)
     rng.shuffle(asked)
@@ -72,6 +70,11 @@ def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, al
         buf = buf[batch * (seq + 1):]
 
 
+def _shares(right: list[float], total: list[int]) -> tuple[float, float]:
+    """right / total of names bound to numbers and of aliases; nan where there are none."""
+    return tuple(r / t if t else float("nan") for r, t in zip(right, total))
+
+
 def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
     """Share of answers whose first digit is the model's top prediction: of names bound to numbers, and of aliases
     (nan where there are none)."""
@@ -86,7 +89,7 @@ def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]
                     right[is_alias] += int(pred[a - 1] == ids[0, a])
                     total[is_alias] += 1
     model.train()
-    return tuple(r / t if t else float("nan") for r, t in zip(right, total))
+    return _shares(right, total)
 
 
 def held_out_problems(args) -> list[tuple[str, list[int], list[bool]]]:
@@ -104,7 +107,7 @@ def guessing(held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tup
             if a < seq:
                 right[is_alias] += sum(v[0] == text[a] for v in numbers) / len(numbers)
                 total[is_alias] += 1
-    return tuple(r / t if t else float("nan") for r, t in zip(right, total))
+    return _shares(right, total)
 
 
 def run(args, canon: str) -> list[tuple[float, float]]:
@@ -159,8 +162,8 @@ def main() -> None:
     what = "first digit right (numbers / aliases)" if args.aliases else "first digit right"
     print(f"| step | {what}, no Canon layers | with Canon {args.canon}, kernel {args.canon_kernel} |\n"
           "|---:|---:|---:|")
+    cell = (lambda r: f"{r[0]:.1%} / {r[1]:.1%}") if args.aliases else (lambda r: f"{r[0]:.1%}")
     for i, (a, b) in enumerate(zip(plain, with_canon)):
-        cell = (lambda r: f"{r[0]:.1%} / {r[1]:.1%}") if args.aliases else (lambda r: f"{r[0]:.1%}")
         print(f"| {(i + 1) * args.every} | {cell(a)} | {cell(b)} |")
     guess = guessing(held_out_problems(args), args.seq)
     print(f"(a bound number drawn at random: {guess[0]:.1%}" + (f" / {guess[1]:.1%}" if args.aliases else "") +

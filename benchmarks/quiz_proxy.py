@@ -45,9 +45,8 @@ from stackwise.evals.scoring import StackwiseLM, wilson
 
 def problem(rng: random.Random, spaced: bool) -> tuple[list[str], dict[str, int], dict[str, bool]]:
     """A problem's binding lines, the value of each name, and whether each is bound directly to a number."""
-    lines, value_of, _ = synthetic.bindings_block(rng, " {n}={v}" if spaced else synthetic.COMPACT)
-    direct = {line.split("=")[0].strip(): line.split("=")[1].isdigit() for line in lines}
-    return lines, value_of, direct
+    lines, value_of, depth = synthetic.bindings_block(rng, " {n}={v}" if spaced else synthetic.COMPACT)
+    return lines, value_of, {n: d == 0 for n, d in depth.items()}
 
 
 def frame(rng: random.Random, single: bool) -> str:
