@@ -11,11 +11,13 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
-                                     --every 250 --aliases]
+                                     --every 250 --aliases --trace START:END --near STEP]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
-name's value).
+name's value). Two ways to teach that second hop: `--trace START:END` writes the names an alias's answer goes
+through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
+each alias right after its source up to step STEP (held-out problems keep the usual order).
 """
 
 from __future__ import annotations
@@ -35,13 +37,32 @@ from stackwise.data import synthetic
 from stackwise.model import Transformer
 
 
-def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False) -> tuple[str, list[int], list[bool]]:
+def near_sources(lines: list[str]) -> list[str]:
+    """Binding lines (`o=i`) reordered so that each alias's line comes right after its source's line (the numbers
+    keep their order; aliases of one source follow it in their order)."""
+    after: dict[str, list[str]] = {}
+    for line in lines:
+        if not line[2:].isdigit():
+            after.setdefault(line[2:], []).append(line)
+
+    def chain(line: str) -> list[str]:
+        return [line] + [x for alias in after.get(line[0], []) for x in chain(alias)]
+    return [x for line in lines if line[2:].isdigit() for x in chain(line)]
+
+
+def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, trace: float = 0.0,
+            near: bool = False) -> tuple[str, list[int], list[bool]]:
     """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
     alias. `gap` dashes stand between a short question and its answer (`q?---794`), putting the name `gap`
     characters further from the answer. `aliases`: the bindings of the generator's `aliases` kind instead (four to
-    six numbers, then three to five aliases of distinct numbers, a quarter two deep; `synthetic.alias_block`)."""
+    six numbers, then three to five aliases of distinct numbers, a quarter two deep; `synthetic.alias_block`).
+    `trace`: the chance that a short answer to an alias writes the names it goes through before the value
+    (`o?i=794`, two deep `o?p=i=794`); such answers are not scored (no offset). `near`: each alias bound right
+    after its source (`near_sources`)."""
     if aliases:
         lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
+        lines = near_sources(lines) if near else lines
+        source = {line[0]: line[2:] for line in lines}
         names, text = list(value), "".join(line + "\n" for line in lines)
     else:
         names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
@@ -49,23 +70,32 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False) 
         text = "".join(f"{n}={value[n]}\n" for n in names)
     asked = list(names)
     rng.shuffle(asked)
-    answers = []
+    answers, alias = [], []
     for n in asked:
         text += f"{n}?" + "-" * gap if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
-        answers.append(len(text))
+        if depth[n] and form == "short" and trace and rng.random() < trace:
+            hop = source[n]
+            while not hop.isdigit():
+                text, hop = text + f"{hop}=", source[hop]
+        else:
+            answers.append(len(text))
+            alias.append(depth[n] > 0)
         text += f"{value[n]}\n"
-    return text + "\n", answers, [depth[n] > 0 for n in asked]
+    return text + "\n", answers, alias
 
 
 def encode(text: str) -> list[int]:
     return [min(ord(c), 127) for c in text]
 
 
-def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False):
+def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False,
+           trace=lambda: 0.0, near=lambda: False):
+    """Batches of problems; `trace()` and `near()` give `problem`'s options for the next problem (they may change
+    as training goes on)."""
     buf: list[int] = []
     while True:
         while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form, gap, aliases)[0])
+            buf += encode(problem(rng, form, gap, aliases, trace(), near())[0])
         yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
         buf = buf[batch * (seq + 1):]
 
@@ -110,6 +140,16 @@ def guessing(held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tup
     return _shares(right, total)
 
 
+def trace_chance(spec: str, step: int) -> float:
+    """`--trace START:END`: every alias's answer written with its names up to step START, none after END, the
+    chance falling linearly between (the written steps dropped as training goes on: stepwise internalization, Deng
+    et al. 2024, arXiv 2405.14838). Empty: never written."""
+    if not spec:
+        return 0.0
+    start, end = map(int, spec.split(":"))
+    return min(1.0, max(0.0, (end - step) / max(end - start, 1)))
+
+
 def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
@@ -118,10 +158,13 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     torch.manual_seed(0)
     model = Transformer(cfg.model)
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases)
+    now = {"step": 0}
+    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
+                  trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near)
     held_out = held_out_problems(args)
     scores = []
     for step in range(1, args.steps + 1):
+        now["step"] = step
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
         for group in opt.param_groups:
             group["lr"] = args.lr * warm * decay  # warmup, then the peak, then linear decay over the last 20%
@@ -153,6 +196,10 @@ def main() -> None:
     parser.add_argument("--gap", type=int, default=0, help="dashes between a short question and its answer")
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--aliases", action="store_true", help="alias-weighted problems; scored apart for aliases")
+    parser.add_argument("--trace", default="", metavar="START:END",
+                        help="answers to aliases write the names they go through, dropped between steps START-END")
+    parser.add_argument("--near", type=int, default=0, metavar="STEP",
+                        help="up to this step, each alias is bound right after its source")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     torch.set_flush_denormal(True)

@@ -37,3 +37,33 @@ def test_guessing_is_the_share_of_bound_numbers_that_share_the_answers_first_dig
     assert lookup_toy.guessing([(text, answers, [False, True, False])], seq=256) == pytest.approx((0.5, 2 / 3))
     numbers, aliases = lookup_toy.guessing([(text, answers, [False, True, False])], seq=answers[1])
     assert numbers == pytest.approx(2 / 3) and math.isnan(aliases)  # answers past the window are not counted
+
+
+def test_near_sources_binds_each_alias_right_after_its_source():
+    lines = ["a=123", "b=150", "c=970", "d=a", "e=c", "f=d", "g=b"]
+    assert lookup_toy.near_sources(lines) == ["a=123", "d=a", "f=d", "b=150", "g=b", "c=970", "e=c"]
+    for seed in range(30):
+        text, _, _ = lookup_toy.problem(random.Random(seed), "short", aliases=True, near=True)
+        bindings = re.findall(r"^([a-z])=([a-z])$", text, re.M)
+        for name, source in bindings:
+            assert re.search(rf"^{source}=\w+\n([a-z]=[a-z]\n)*{name}=", text, re.M)
+
+
+def test_a_traced_answer_writes_the_names_down_to_the_number_and_is_not_scored():
+    written = 0
+    for seed in range(40):
+        text, answers, alias = lookup_toy.problem(random.Random(seed), "short", aliases=True, trace=1.0)
+        source = dict(re.findall(r"^([a-z])=([a-z]|\d+)$", text, re.M))
+        for name, chain, value in re.findall(r"^([a-z])\?((?:[a-z]=)*)(\d+)$", text, re.M):
+            hops = [name]
+            while not source[hops[-1]].isdigit():
+                hops.append(source[hops[-1]])
+            assert chain == "".join(f"{h}=" for h in hops[1:]) and value == source[hops[-1]]
+            written += len(hops) > 1
+        assert not any(alias) and len(answers) == sum(v.isdigit() for v in source.values())
+    assert written > 80
+
+
+def test_the_trace_is_dropped_linearly_between_its_steps():
+    assert [lookup_toy.trace_chance("1000:3000", s) for s in (1, 1000, 2000, 3000, 4000)] == [1, 1, 0.5, 0, 0]
+    assert lookup_toy.trace_chance("", 5) == 0
