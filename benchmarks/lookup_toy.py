@@ -11,13 +11,14 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
-                                     --every 250 --aliases --trace START:END --near STEP]
+                                     --every 250 --aliases --trace START:END --near STEP --ask-near STEP]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
 name's value). Two ways to teach that second hop: `--trace START:END` writes the names an alias's answer goes
 through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
-each alias right after its source up to step STEP (held-out problems keep the usual order).
+each alias right after its source up to step STEP; `--ask-near STEP` asks each alias on the line after its own
+binding up to step STEP (held-out problems keep the usual order).
 """
 
 from __future__ import annotations
@@ -51,27 +52,31 @@ def near_sources(lines: list[str]) -> list[str]:
 
 
 def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, trace: float = 0.0,
-            near: bool = False) -> tuple[str, list[int], list[bool]]:
+            near: bool = False, ask_near: bool = False) -> tuple[str, list[int], list[bool]]:
     """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
     alias. `gap` dashes stand between a short question and its answer (`q?---794`), putting the name `gap`
     characters further from the answer. `aliases`: the bindings of the generator's `aliases` kind instead (four to
     six numbers, then three to five aliases of distinct numbers, a quarter two deep; `synthetic.alias_block`).
     `trace`: the chance that a short answer to an alias writes the names it goes through before the value
     (`o?i=794`, two deep `o?p=i=794`); such answers are not scored (no offset). `near`: each alias bound right
-    after its source (`near_sources`)."""
+    after its source (`near_sources`). `ask_near`: each alias asked on the line after its own binding (`o=i`,
+    `o?794`), where its source's name is three characters back."""
     if aliases:
         lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
         lines = near_sources(lines) if near else lines
-        source = {line[0]: line[2:] for line in lines}
-        names, text = list(value), "".join(line + "\n" for line in lines)
+        names = list(value)
     else:
         names = rng.sample(string.ascii_lowercase, rng.randint(3, 10))
         value, depth = {n: rng.choice(synthetic.VALUES) for n in names}, dict.fromkeys(names, 0)
-        text = "".join(f"{n}={value[n]}\n" for n in names)
+        lines = [f"{n}={value[n]}" for n in names]
+    source = {line[0]: line[2:] for line in lines}
     asked = list(names)
     rng.shuffle(asked)
-    answers, alias = [], []
-    for n in asked:
+    early = {n for n in names if depth[n]} if ask_near else set()
+    text, answers, alias = "", [], []
+
+    def ask(n: str) -> None:
+        nonlocal text
         text += f"{n}?" + "-" * gap if form == "short" else f"Question:\nWhat is the value of {n}?\nAnswer: "
         if depth[n] and form == "short" and trace and rng.random() < trace:
             hop = source[n]
@@ -81,6 +86,14 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
             answers.append(len(text))
             alias.append(depth[n] > 0)
         text += f"{value[n]}\n"
+
+    for line in lines:
+        text += line + "\n"
+        if line[0] in early:
+            ask(line[0])
+    for n in asked:
+        if n not in early:
+            ask(n)
     return text + "\n", answers, alias
 
 
@@ -89,13 +102,13 @@ def encode(text: str) -> list[int]:
 
 
 def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False,
-           trace=lambda: 0.0, near=lambda: False):
-    """Batches of problems; `trace()` and `near()` give `problem`'s options for the next problem (they may change
-    as training goes on)."""
+           trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False):
+    """Batches of problems; `trace()`, `near()` and `ask_near()` give `problem`'s options for the next problem
+    (they may change as training goes on)."""
     buf: list[int] = []
     while True:
         while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form, gap, aliases, trace(), near())[0])
+            buf += encode(problem(rng, form, gap, aliases, trace(), near(), ask_near())[0])
         yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
         buf = buf[batch * (seq + 1):]
 
@@ -160,7 +173,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
     now = {"step": 0}
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
-                  trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near)
+                  trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
+                  ask_near=lambda: now["step"] <= args.ask_near)
     held_out = held_out_problems(args)
     scores = []
     for step in range(1, args.steps + 1):
@@ -200,6 +214,8 @@ def main() -> None:
                         help="answers to aliases write the names they go through, dropped between steps START-END")
     parser.add_argument("--near", type=int, default=0, metavar="STEP",
                         help="up to this step, each alias is bound right after its source")
+    parser.add_argument("--ask-near", type=int, default=0, metavar="STEP",
+                        help="up to this step, each alias is asked on the line after its binding")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     torch.set_flush_denormal(True)

@@ -67,3 +67,11 @@ def test_a_traced_answer_writes_the_names_down_to_the_number_and_is_not_scored()
 def test_the_trace_is_dropped_linearly_between_its_steps():
     assert [lookup_toy.trace_chance("1000:3000", s) for s in (1, 1000, 2000, 3000, 4000)] == [1, 1, 0.5, 0, 0]
     assert lookup_toy.trace_chance("", 5) == 0
+
+
+def test_ask_near_asks_each_alias_on_the_line_after_its_binding():
+    for seed in range(30):
+        text, answers, alias = lookup_toy.problem(random.Random(seed), "short", aliases=True, ask_near=True)
+        aliases = re.findall(r"^([a-z])=[a-z]$", text, re.M)
+        assert all(re.search(rf"^{n}=[a-z]\n{n}\?\d+$", text, re.M) for n in aliases)
+        assert sum(alias) == len(aliases) and len(answers) == len(re.findall(r"^[a-z]=", text, re.M))
