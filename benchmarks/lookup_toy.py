@@ -11,14 +11,17 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
-                                     --every 250 --aliases --trace START:END --near STEP --ask-near STEP]
+                                     --every 250 --aliases --trace START:END --near STEP --ask-near STEP
+                                     --small STEP]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
-name's value). Two ways to teach that second hop: `--trace START:END` writes the names an alias's answer goes
+name's value). Curricula for that second hop: `--trace START:END` writes the names an alias's answer goes
 through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
 each alias right after its source up to step STEP; `--ask-near STEP` asks each alias on the line after its own
-binding up to step STEP (held-out problems keep the usual order).
+binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP.
+Held-out problems keep the usual form; with a curriculum option, progress also scores held-out problems in the
+first stage's form.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def near_sources(lines: list[str]) -> list[str]:
 
 
 def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, trace: float = 0.0,
-            near: bool = False, ask_near: bool = False) -> tuple[str, list[int], list[bool]]:
+            near: bool = False, ask_near: bool = False, small: bool = False) -> tuple[str, list[int], list[bool]]:
     """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
     alias. `gap` dashes stand between a short question and its answer (`q?---794`), putting the name `gap`
     characters further from the answer. `aliases`: the bindings of the generator's `aliases` kind instead (four to
@@ -60,8 +63,16 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
     `trace`: the chance that a short answer to an alias writes the names it goes through before the value
     (`o?i=794`, two deep `o?p=i=794`); such answers are not scored (no offset). `near`: each alias bound right
     after its source (`near_sources`). `ask_near`: each alias asked on the line after its own binding (`o=i`,
-    `o?794`), where its source's name is three characters back."""
-    if aliases:
+    `o?794`), where its source's name is three characters back. `small`: two or three names bound to distinct
+    numbers and one alias of one of them instead of `alias_block`'s problems."""
+    if aliases and small:
+        names = rng.sample(synthetic.LETTERS, rng.randint(3, 4))
+        value = dict(zip(names[:-1], rng.sample(synthetic.VALUES, len(names) - 1)))
+        source = rng.choice(names[:-1])
+        lines = [f"{n}={v}" for n, v in value.items()] + [f"{names[-1]}={source}"]
+        value[names[-1]] = value[source]
+        depth = {n: int(n == names[-1]) for n in names}
+    elif aliases:
         lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
         lines = near_sources(lines) if near else lines
         names = list(value)
@@ -102,13 +113,13 @@ def encode(text: str) -> list[int]:
 
 
 def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False,
-           trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False):
-    """Batches of problems; `trace()`, `near()` and `ask_near()` give `problem`'s options for the next problem
-    (they may change as training goes on)."""
+           trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False, small=lambda: False):
+    """Batches of problems; `trace()`, `near()`, `ask_near()` and `small()` give `problem`'s options for the next
+    problem (they may change as training goes on)."""
     buf: list[int] = []
     while True:
         while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form, gap, aliases, trace(), near(), ask_near())[0])
+            buf += encode(problem(rng, form, gap, aliases, trace(), near(), ask_near(), small())[0])
         yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
         buf = buf[batch * (seq + 1):]
 
@@ -135,8 +146,12 @@ def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]
     return _shares(right, total)
 
 
-def held_out_problems(args) -> list[tuple[str, list[int], list[bool]]]:
-    return [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases) for i in range(60)]
+def held_out_problems(args, first_stage: bool = False) -> list[tuple[str, list[int], list[bool]]]:
+    """Sixty held-out problems in the usual form, or (`first_stage`) with the curriculum's first-stage options
+    (`--near`, `--ask-near`, `--small`; traced answers are not scored, so `--trace` is left out)."""
+    options = (bool(args.near), bool(args.ask_near), bool(args.small)) if first_stage else (False,) * 3
+    return [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases, 0.0, *options)
+            for i in range(60)]
 
 
 def guessing(held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
@@ -174,8 +189,9 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     now = {"step": 0}
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
-                  ask_near=lambda: now["step"] <= args.ask_near)
+                  ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small)
     held_out = held_out_problems(args)
+    first_stage = held_out_problems(args, first_stage=True) if args.near or args.ask_near or args.small else []
     scores = []
     for step in range(1, args.steps + 1):
         now["step"] = step
@@ -190,7 +206,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         opt.zero_grad()
         if step % args.every == 0:
             scores.append(accuracy(model, held_out, args.seq))
-            print(f"canon {canon or 'none'} step {step}: {scores[-1]}", file=sys.stderr, flush=True)  # progress
+            staged = f"; first-stage form {accuracy(model, first_stage, args.seq)}" if first_stage else ""
+            print(f"canon {canon or 'none'} step {step}: {scores[-1]}{staged}", file=sys.stderr, flush=True)
     return scores
 
 
@@ -216,6 +233,8 @@ def main() -> None:
                         help="up to this step, each alias is bound right after its source")
     parser.add_argument("--ask-near", type=int, default=0, metavar="STEP",
                         help="up to this step, each alias is asked on the line after its binding")
+    parser.add_argument("--small", type=int, default=0, metavar="STEP",
+                        help="up to this step, problems bind two or three numbers and one alias")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     torch.set_flush_denormal(True)

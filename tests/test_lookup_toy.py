@@ -1,5 +1,6 @@
 """benchmarks/lookup_toy.py: its problems answer every asked name with the value it holds, aliases marked."""
 
+import argparse
 import math
 import random
 import re
@@ -75,3 +76,20 @@ def test_ask_near_asks_each_alias_on_the_line_after_its_binding():
         aliases = re.findall(r"^([a-z])=[a-z]$", text, re.M)
         assert all(re.search(rf"^{n}=[a-z]\n{n}\?\d+$", text, re.M) for n in aliases)
         assert sum(alias) == len(aliases) and len(answers) == len(re.findall(r"^[a-z]=", text, re.M))
+
+
+def test_small_problems_bind_two_or_three_numbers_and_one_alias():
+    for seed in range(30):
+        text, answers, alias = lookup_toy.problem(random.Random(seed), "short", aliases=True, small=True)
+        numbers, aliases = re.findall(r"^[a-z]=\d+$", text, re.M), re.findall(r"^[a-z]=[a-z]$", text, re.M)
+        assert len(numbers) in (2, 3) and len(aliases) == 1 and sum(alias) == 1 == len(answers) - len(numbers)
+        held = dict(re.findall(r"^([a-z])=(\d+)$", text, re.M))
+        assert len(set(held.values())) == len(held)  # distinct numbers: the alias's value is one of them only
+
+
+def test_first_stage_held_out_problems_take_the_curriculum_options():
+    args = argparse.Namespace(form="short", gap=0, aliases=True, near=0, ask_near=0, small=500)
+    usual, staged = lookup_toy.held_out_problems(args), lookup_toy.held_out_problems(args, first_stage=True)
+    assert len(usual) == len(staged) == 60
+    assert all(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) == 1 for text, _, _ in staged)
+    assert any(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) > 1 for text, _, _ in usual)
