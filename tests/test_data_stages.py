@@ -65,7 +65,9 @@ def test_stages_parse_and_bad_ones_are_one_line():
     with pytest.raises(UserError, match=r"^data\.stages: the stage from step 500 would never train \(train\.steps"):
         config_mod.load("tiny", {"data.stages": "0=bundled:1;500=synthetic:1", "train.steps": 500})
     with pytest.raises(UserError, match=r"^data\.mix: would be ignored: data\.stages is set"):
-        config_mod.load("reasoning", {"data.stages": "0=bundled:1"})
+        config_mod.load("tiny", {"data.mix": "bundled:0.5,synthetic:0.5", "data.stages": "0=bundled:1"})
+    with pytest.raises(UserError, match=r"^data\.mix: would be ignored: data\.stages is set"):
+        config_mod.load("reasoning", {"data.mix": "bundled:0.5,synthetic:0.5"})  # a recipe with stages
     with pytest.raises(UserError, match=r"^data\.train: synthetic would be ignored: data\.stages is set"):
         config_mod.load("tiny", {"data.stages": "0=bundled:1", "data.train": "synthetic"})
 

@@ -306,10 +306,11 @@ def test_a_bad_mix_is_one_line(mix):
 
 
 def test_a_train_source_beside_a_mix_is_refused_not_ignored():
-    # a recipe with a mix (reasoning) and a user's --data.train: the mix would silently win
+    # a config with a mix and a user's --data.train: the mix would silently win
+    mix = {"data.mix": "bundled:0.8,synthetic:0.2"}
     with pytest.raises(UserError, match=r"^data\.train: synthetic would be ignored: data\.mix is set .*mix null"):
-        config_mod.load("reasoning", {"data.train": "synthetic"})
-    cfg = config_mod.load("reasoning", {"data.train": "synthetic", "data.mix": None})
+        config_mod.load("tiny", {**mix, "data.train": "synthetic"})
+    cfg = config_mod.load("tiny", {**mix, "data.train": "synthetic", "data.mix": None})
     assert data_mod.train_source(cfg) == "synthetic"
 
 
