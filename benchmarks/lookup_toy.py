@@ -68,9 +68,9 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
     if aliases and small:
         names = rng.sample(synthetic.LETTERS, rng.randint(3, 4))
         value = dict(zip(names[:-1], rng.sample(synthetic.VALUES, len(names) - 1)))
-        source = rng.choice(names[:-1])
-        lines = [f"{n}={v}" for n, v in value.items()] + [f"{names[-1]}={source}"]
-        value[names[-1]] = value[source]
+        held = rng.choice(names[:-1])  # the number the alias holds
+        lines = [f"{n}={v}" for n, v in value.items()] + [f"{names[-1]}={held}"]
+        value[names[-1]] = value[held]
         depth = {n: int(n == names[-1]) for n in names}
     elif aliases:
         lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
@@ -237,6 +237,10 @@ def main() -> None:
                         help="up to this step, problems bind two or three numbers and one alias")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
+    if (args.trace or args.near or args.ask_near or args.small) and not args.aliases:
+        parser.error("--trace, --near, --ask-near and --small shape the alias problems: add --aliases")
+    if args.trace and (args.form != "short" or not re.fullmatch(r"\d+:\d+", args.trace)):
+        parser.error("--trace takes START:END (steps) and the short form")
     torch.set_flush_denormal(True)
     start = time.perf_counter()
     with_canon = run(args, args.canon)
