@@ -12,7 +12,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
-                                     --small STEP]
+                                     --small STEP --answer-loss]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
@@ -20,8 +20,9 @@ name's value). Curricula for that second hop: `--trace START:END` writes the nam
 through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
 each alias right after its source up to step STEP; `--ask-near STEP` asks each alias on the line after its own
 binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP.
-Held-out problems keep the usual form; with a curriculum option, progress also scores held-out problems in the
-first stage's form.
+`--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
+2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
+progress also scores held-out problems in the first stage's form.
 """
 
 from __future__ import annotations
@@ -114,14 +115,28 @@ def encode(text: str) -> list[int]:
 
 def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False,
            trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False, small=lambda: False):
-    """Batches of problems; `trace()`, `near()`, `ask_near()` and `small()` give `problem`'s options for the next
-    problem (they may change as training goes on)."""
+    """Batches of problems and, beside them, which characters are the digits of a scored answer (`answer_digits`);
+    `trace()`, `near()`, `ask_near()` and `small()` give `problem`'s options for the next problem (they may change as
+    training goes on)."""
     buf: list[int] = []
+    marks: list[bool] = []
+    size = batch * (seq + 1)
     while True:
-        while len(buf) < batch * (seq + 1):
-            buf += encode(problem(rng, form, gap, aliases, trace(), near(), ask_near(), small())[0])
-        yield torch.tensor(buf[:batch * (seq + 1)]).view(batch, seq + 1)
-        buf = buf[batch * (seq + 1):]
+        while len(buf) < size:
+            text, answers, _ = problem(rng, form, gap, aliases, trace(), near(), ask_near(), small())
+            buf += encode(text)
+            marks += answer_digits(text, answers)
+        yield torch.tensor(buf[:size]).view(batch, seq + 1), torch.tensor(marks[:size]).view(batch, seq + 1)
+        buf, marks = buf[size:], marks[size:]
+
+
+def answer_digits(text: str, answers: list[int]) -> list[bool]:
+    """For each character of a problem, whether it is a digit of an answer that starts at one of `answers`."""
+    marks = [False] * len(text)
+    for a in answers:
+        while a < len(text) and text[a].isdigit():
+            marks[a], a = True, a + 1
+    return marks
 
 
 def _shares(right: list[float], total: list[int]) -> tuple[float, float]:
@@ -198,8 +213,9 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
         for group in opt.param_groups:
             group["lr"] = args.lr * warm * decay  # warmup, then the peak, then linear decay over the last 20%
-        x = next(data)
-        loss = F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten())
+        x, digits = next(data)
+        losses = F.cross_entropy(model(x[:, :-1]).flatten(0, 1), x[:, 1:].flatten(), reduction="none")
+        loss = losses[digits[:, 1:].flatten()].mean() if args.answer_loss else losses.mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -235,6 +251,8 @@ def main() -> None:
                         help="up to this step, each alias is asked on the line after its binding")
     parser.add_argument("--small", type=int, default=0, metavar="STEP",
                         help="up to this step, problems bind two or three numbers and one alias")
+    parser.add_argument("--answer-loss", action="store_true",
+                        help="train on the answers' digits only (the loss of every other character dropped)")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     if (args.trace or args.near or args.ask_near or args.small) and not args.aliases:

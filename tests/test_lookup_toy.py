@@ -93,3 +93,12 @@ def test_first_stage_held_out_problems_take_the_curriculum_options():
     assert len(usual) == len(staged) == 60
     assert all(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) == 1 for text, _, _ in staged)
     assert any(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) > 1 for text, _, _ in usual)
+
+
+def test_answer_digits_mark_the_digits_of_every_scored_answer_and_nothing_else():
+    text, answers, _ = lookup_toy.problem(random.Random(3), "short", aliases=True)
+    marked = "".join(c if m else "." for c, m in zip(text, lookup_toy.answer_digits(text, answers)))
+    assert re.sub(r"\.+", " ", marked).split() == re.findall(r"\?(\d+)", text)
+    batches = lookup_toy.stream(random.Random(0), "short", batch=2, seq=32, aliases=True)
+    x, digits = next(batches)
+    assert x.shape == digits.shape == (2, 33) and digits.any() and all(chr(int(c)).isdigit() for c in x[digits])
