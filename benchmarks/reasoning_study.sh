@@ -5,7 +5,7 @@
 # small files are restored on a fresh checkout):
 #
 #   pilot   the fixed-depth baseline on the recipe (1 seed, published as exam-first-pilot): 5-shot primitives
-#           (n=200) and the fine-tuning probe; it clears when at least four tasks, one of them a depth-1 variable
+#           (n=200), the fine-tuning probe and the depth analyses; it clears when at least four tasks, one of them a depth-1 variable
 #           assignment, have a 95% interval above chance 5-shot, and every probe data seed's accuracy has one too
 #   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, on the recipe (the baseline's seed 0 is the pilot's
 #           run): compare (isoplots and accuracy at matched validation loss in its report), 5-shot primitives,
@@ -45,28 +45,26 @@ evaluate() {  # evaluate PART: primitives, probe and analyses of every run of th
 }
 
 PILOT=exam-first-pilot
-cleared() {  # cleared [5shot]: did the pilot's baseline clear chance? (5-shot: >= 4 tasks, one a depth-1
-  # assignment, with 95% intervals above chance; the probe: every data seed's 95% interval above chance; `5shot`
-  # checks the first part alone) prints why
-  python - "$OUT/$PILOT" "${1:-all}" <<'PY'
+cleared() {  # did the pilot's baseline clear chance? (5-shot: >= 4 tasks, one a depth-1 assignment, with 95%
+  # intervals above chance; the probe: every data seed's 95% interval above chance) prints why
+  python - "$OUT/$PILOT" <<'PY'
 import json, os, sys
 from stackwise.evals.scoring import wilson
-pilot, part = sys.argv[1:]
+pilot = sys.argv[1]
 table = json.load(open(f"{pilot}/eval/primitives.json"))["none"]
 above = [t for t, e in table.items() if "multiple_choice" in e
          and e["multiple_choice"]["ci95"][0] > e["multiple_choice"]["chance"]]
 ok = len(above) >= 4 and any(t.startswith("var1_") for t in above)
 why = f"{pilot}: 5-shot above chance on {len(above)} tasks ({', '.join(above) or 'none'})"
-if part == "all":
-    path = f"{pilot}/runs/none/seed0/eval/probe.json"
-    if os.path.exists(path):
-        probe = json.load(open(path))
-        n_test = probe["config"]["n_test"]
-        lows = [wilson(round(s["late_accuracy"] * n_test), n_test)[0] for s in probe["per_seed"]]
-        ok = ok and min(lows) > probe["chance"]
-        why += f"; probe's lowest 95% bound {min(lows):.1%} (chance {probe['chance']:.0%})"
-    else:
-        ok, why = False, why + "; probe not run"
+path = f"{pilot}/runs/none/seed0/eval/probe.json"
+if os.path.exists(path):
+    probe = json.load(open(path))
+    n_test = probe["config"]["n_test"]
+    lows = [wilson(round(s["late_accuracy"] * n_test), n_test)[0] for s in probe["per_seed"]]
+    ok = ok and min(lows) > probe["chance"]
+    why += f"; probe's lowest 95% bound {min(lows):.1%} (chance {probe['chance']:.0%})"
+else:
+    ok, why = False, why + "; probe not run"
 print(f"{why}: {'cleared' if ok else 'not cleared'}", file=sys.stderr)
 sys.exit(0 if ok else 1)
 PY
@@ -77,6 +75,7 @@ if [[ $PART == pilot || $PART == all ]]; then
   $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/$PILOT" --seeds 1 --methods none
   $SW eval "$OUT/$PILOT" "${EVAL[@]}"
   $SW probe "$OUT/$PILOT" "${PROBE[@]}"
+  $SW analyze "$OUT/$PILOT" "${ANALYZE[@]}"  # published with it: the study's seed 0 where its model is not at hand
   publish "$PILOT"
   cleared || true
 fi
