@@ -12,7 +12,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
-                                     --small STEP --answer-loss]
+                                     --small STEP --answer-loss --save PREFIX]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
@@ -22,7 +22,9 @@ each alias right after its source up to step STEP; `--ask-near STEP` asks each a
 binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP.
 `--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
 2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
-progress also scores held-out problems in the first stage's form.
+progress also scores held-out problems in the first stage's form. `--save PREFIX` keeps each model's state at every
+score and resumes from it when run again (the problems replayed to where it stopped, so the result is the same as
+an uninterrupted run's), for runs longer than a sitting.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import re
 import string
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -207,8 +210,20 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                   ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small)
     held_out = held_out_problems(args)
     first_stage = held_out_problems(args, first_stage=True) if args.near or args.ask_near or args.small else []
-    scores = []
-    for step in range(1, args.steps + 1):
+    scores, start = [], 0
+    saved = Path(f"{args.save}.{canon or 'none'}.pt") if args.save else None
+    if saved and saved.is_file():  # resume: the same model, optimizer and scores, the stream replayed to its place
+        state = torch.load(saved, weights_only=False)
+        if state["args"] != settings(args):
+            sys.exit(f"{saved}: saved with other settings ({state['args']}); use another --save")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        scores, start = state["scores"], state["step"]
+        for step in range(1, start + 1):
+            now["step"] = step
+            next(data)
+        print(f"canon {canon or 'none'}: resumed at step {start}", file=sys.stderr, flush=True)
+    for step in range(start + 1, args.steps + 1):
         now["step"] = step
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
         for group in opt.param_groups:
@@ -224,7 +239,18 @@ def run(args, canon: str) -> list[tuple[float, float]]:
             scores.append(accuracy(model, held_out, args.seq))
             staged = f"; first-stage form {accuracy(model, first_stage, args.seq)}" if first_stage else ""
             print(f"canon {canon or 'none'} step {step}: {scores[-1]}{staged}", file=sys.stderr, flush=True)
+            if saved:
+                state = {"args": settings(args), "step": step, "scores": scores, "model": model.state_dict(),
+                         "opt": opt.state_dict()}
+                torch.save(state, saved.with_suffix(".tmp"))
+                saved.with_suffix(".tmp").replace(saved)
     return scores
+
+
+def settings(args) -> dict:
+    """What a saved run must share with the command that resumes it: every option but `--save` and `--steps` (the
+    LR decays over the last 20% of the steps, so a run still at its peak LR may be lengthened)."""
+    return {k: v for k, v in vars(args).items() if k not in ("save", "steps")}
 
 
 def main() -> None:
@@ -253,6 +279,8 @@ def main() -> None:
                         help="up to this step, problems bind two or three numbers and one alias")
     parser.add_argument("--answer-loss", action="store_true",
                         help="train on the answers' digits only (the loss of every other character dropped)")
+    parser.add_argument("--save", default="", metavar="PREFIX",
+                        help="save model, optimizer and scores to PREFIX.<canon>.pt at every score; resume from it")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     if (args.trace or args.near or args.ask_near or args.small) and not args.aliases:

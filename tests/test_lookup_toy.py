@@ -6,6 +6,7 @@ import random
 import re
 
 import pytest
+import torch
 
 import benchmark_module
 
@@ -102,3 +103,35 @@ def test_answer_digits_mark_the_digits_of_every_scored_answer_and_nothing_else()
     batches = lookup_toy.stream(random.Random(0), "short", batch=2, seq=32, aliases=True)
     x, digits = next(batches)
     assert x.shape == digits.shape == (2, 33) and digits.any() and all(chr(int(c)).isdigit() for c in x[digits])
+
+
+def _toy_args(**kw):
+    args = dict(form="short", layers=2, d_model=16, heads=1, steps=12, batch=2, seq=128, lr=3e-3, init_std=0.1,
+                canon="A", canon_kernel=4, gap=0, every=4, aliases=True, trace="2:8", near=0, ask_near=0, small=6,
+                answer_loss=False, canon_only=True, save="")
+    return argparse.Namespace(**{**args, **kw})
+
+
+def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monkeypatch):
+    straight = lookup_toy.run(_toy_args(save=str(tmp_path / "straight")), "A")
+    assert len(straight) == 3 and not any(math.isnan(x) for pair in straight for x in pair)
+    prefix = str(tmp_path / "toy")
+    scored, calls = lookup_toy.accuracy, []
+
+    def stops_at_the_third_score(*a, **kw):  # the run is killed after its state at step 8 was saved
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return scored(*a, **kw)
+    monkeypatch.setattr(lookup_toy, "accuracy", stops_at_the_third_score)
+    with pytest.raises(KeyboardInterrupt):
+        lookup_toy.run(_toy_args(save=prefix), "A")
+    monkeypatch.setattr(lookup_toy, "accuracy", scored)
+    assert (tmp_path / "toy.A.pt").is_file()
+    assert lookup_toy.run(_toy_args(save=prefix), "A") == straight  # steps 9-12 on the replayed stream
+    resumed, uninterrupted = (torch.load(tmp_path / f"{p}.A.pt", weights_only=False) for p in ("toy", "straight"))
+    assert resumed["step"] == uninterrupted["step"] == 12
+    for name, value in uninterrupted["model"].items():
+        assert torch.equal(resumed["model"][name], value), name  # the same weights, bit for bit
+    with pytest.raises(SystemExit, match="saved with other settings"):
+        lookup_toy.run(_toy_args(save=prefix, lr=1e-3), "A")
