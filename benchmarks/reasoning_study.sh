@@ -11,11 +11,15 @@
 #           run): compare (isoplots and accuracy at matched validation loss in its report), 5-shot primitives,
 #           the probe (256 examples in batches of 32, 3 data seeds) and the depth analyses (looping the middle
 #           block, similarity, depth use). It runs whether or not the pilot cleared, and says which.
+#   controls  what DESIGN §5 asks of the study's baseline: its peak LR swept around the recipe's 3e-3 (1.5e-3
+#           and 6e-3, seed 0; the recipe's is the study's run) and a shallower control of the same width (5
+#           layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show whether
+#           the full depth pays at this budget.
 #
 # The earlier pilots (a share of synthetic text mixed into prose from the first step, docs/results/reasoning/
 # pilot-0.7 and the others) are reproduced by the commands in docs/results/reasoning/README.md.
 #
-#   bash benchmarks/reasoning_study.sh [pilot|study|all]     (default all; OUT=runs/reasoning)
+#   bash benchmarks/reasoning_study.sh [pilot|study|controls|all]     (default all; OUT=runs/reasoning)
 #   SMOKE=1 bash benchmarks/reasoning_study.sh               (the same steps on a tiny model, in minutes: a check)
 # JOBS=2: two runs at once, half the threads each (stackwise compare --jobs; more work per second on a small CPU)
 set -euo pipefail
@@ -32,12 +36,13 @@ EVAL=(--n 200)
 PROBE=(--n-train 256 --seeds 3 --steps 200 --batch-size 32 --lr 1e-3 --eval-every 40 --window 3)
 ANALYZE=(--k-max 4 --n 100)
 SEEDS=3
+SHALLOW=5
 if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks the script, measures nothing
   CFG=(--config reasoning --model.n_layers 4 --model.d_model 32 --model.n_heads 2 --model.vocab_size 512
        --train.steps 24 --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --eval.primitives_every 12
        --eval.primitives_n 4 --checkpoint.every 12 --data.stages "0=synthetic:0:32:exam:1.0;12=bundled:0.3,synthetic:0.7")
   EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --batch-size 4 --eval-every 1 --window 1 --n-test 10)
-  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1
+  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1 SHALLOW=3
 fi
 
 evaluate() {  # evaluate PART: primitives, probe and analyses of every run of the comparison (stored ones reused)
@@ -88,5 +93,14 @@ if [[ $PART == study || $PART == all ]]; then
   evaluate study
   $SW report "$OUT/study"
   publish study
+fi
+
+if [[ $PART == controls || $PART == all ]]; then
+  restore study
+  restore controls
+  for seed in 0 1; do reuse study none controls none "$seed"; done  # the recipe's LR: the study's baseline
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/controls" --seeds 2 \
+      --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006:seeds=1,shallow:model.n_layers=$SHALLOW"
+  publish controls
 fi
 echo "reports in $DOC"
