@@ -12,7 +12,8 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
-                                     --small STEP --answer-loss --save PREFIX]
+                                     --small STEP --answer-loss --grow STEP[,STEP] --grow-method midas --block 2
+                                     --tie K --save PREFIX]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
@@ -22,9 +23,14 @@ each alias right after its source up to step STEP; `--ask-near STEP` asks each a
 binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP.
 `--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
 2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
-progress also scores held-out problems in the first stage's form. `--save PREFIX` keeps each model's state at every
-score and resumes from it when run again (the problems replayed to where it stopped, so the result is the same as
-an uninterrupted run's), for runs longer than a sitting.
+progress also scores held-out problems in the first stage's form.
+
+Depth as the growth methods shape it: `--grow STEP[,STEP...]` starts with `--layers` minus one block (`--block`) per
+step and grows by a block at each step with a growth method's source map (`--grow-method`, default midas; copy init,
+the optimizer's state copied from each source as stackwise does), so the last stage has `--layers` layers; `--tie K`
+trains a looped model instead: `--layers / K` layers whose stack is run K times (weights shared). `--save PREFIX`
+keeps each model's state at every score and resumes from it when run again (the problems replayed to where it
+stopped, so the result is the same as an uninterrupted run's), for runs longer than a sitting.
 """
 
 from __future__ import annotations
@@ -41,8 +47,11 @@ import torch
 import torch.nn.functional as F
 
 from stackwise import config as config_mod
+from stackwise import operators
 from stackwise.data import synthetic
+from stackwise.grow import grow_layers, parameter_sources
 from stackwise.model import Transformer
+from stackwise.optim import OptimizerSet, transfer_state
 
 
 def near_sources(lines: list[str]) -> list[str]:
@@ -196,14 +205,49 @@ def trace_chance(spec: str, step: int) -> float:
     return min(1.0, max(0.0, (end - step) / max(end - start, 1)))
 
 
+def grow_steps(args) -> list[int]:
+    """`--grow`'s steps, in order (empty without it)."""
+    return sorted(int(s) for s in args.grow.split(",")) if args.grow else []
+
+
+def adamw(model: Transformer, lr: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr, betas=(0.9, 0.95), weight_decay=0.1)
+
+
+def build(cfg, args) -> Transformer:
+    """The model at its first stage: `--layers` layers; fewer by a block per growth step (`--grow`); or, looped
+    (`--tie K`), `--layers / K` layers whose stack appears K times in the layer list (the same modules, so the same
+    weights, run K times)."""
+    if args.tie > 1:
+        model = Transformer(cfg.model, n_layers=args.layers // args.tie)
+        model.layers = torch.nn.ModuleList(list(model.layers) * args.tie)
+        return model
+    return Transformer(cfg.model, n_layers=args.layers - args.block * len(grow_steps(args)))
+
+
+def grow(model: Transformer, opt: torch.optim.AdamW, args) -> torch.optim.AdamW:
+    """One growth event: the layer list rebuilt by `--grow-method`'s source map (one block of `--block` layers
+    added, copies initialised as their source), and a new AdamW whose state for every parameter is a copy of its
+    source's (stackwise's growth.init copy with growth.optimizer_state auto). Returns the new optimizer."""
+    source_map = operators.OPERATORS[args.grow_method].source_map(model.depth, args.block)
+    old_params = dict(model.named_parameters())
+    model.layers = torch.nn.ModuleList(grow_layers(list(model.layers), source_map, "copy", args.init_std,
+                                                   args.layers))
+    new = adamw(model, opt.param_groups[0]["lr"])
+    transfer_state(OptimizerSet([opt]), old_params, OptimizerSet([new]), model, *parameter_sources(model, source_map),
+                   "copy")
+    return new
+
+
 def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
                                       "model.init_std": args.init_std, "model.canon": canon,
-                                      "model.canon_kernel": args.canon_kernel})
+                                      "model.canon_kernel": args.canon_kernel,
+                                      "growth.method": "none"})  # (the toy grows by --grow, not by the recipe)
     torch.manual_seed(0)
-    model = Transformer(cfg.model)
-    opt = torch.optim.AdamW(model.parameters(), args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    model = build(cfg, args)
+    opt = adamw(model, args.lr)
     now = {"step": 0}
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
@@ -216,6 +260,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         state = torch.load(saved, weights_only=False)
         if state["args"] != settings(args):
             sys.exit(f"{saved}: saved with other settings ({state['args']}); use another --save")
+        for _ in (s for s in grow_steps(args) if s <= state["step"]):  # the depth it was saved at
+            opt = grow(model, opt, args)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         scores, start = state["scores"], state["step"]
@@ -239,11 +285,14 @@ def run(args, canon: str) -> list[tuple[float, float]]:
             scores.append(accuracy(model, held_out, args.seq))
             staged = f"; first-stage form {accuracy(model, first_stage, args.seq)}" if first_stage else ""
             print(f"canon {canon or 'none'} step {step}: {scores[-1]}{staged}", file=sys.stderr, flush=True)
-            if saved:
-                state = {"args": settings(args), "step": step, "scores": scores, "model": model.state_dict(),
-                         "opt": opt.state_dict()}
-                torch.save(state, saved.with_suffix(".tmp"))
-                saved.with_suffix(".tmp").replace(saved)
+        if step in grow_steps(args):  # (scored above at the depth it trained at)
+            opt = grow(model, opt, args)
+            print(f"canon {canon or 'none'} step {step}: grown to {model.depth} layers", file=sys.stderr, flush=True)
+        if step % args.every == 0 and saved:
+            state = {"args": settings(args), "step": step, "scores": scores, "model": model.state_dict(),
+                     "opt": opt.state_dict()}
+            torch.save(state, saved.with_suffix(".tmp"))
+            saved.with_suffix(".tmp").replace(saved)
     return scores
 
 
@@ -281,8 +330,22 @@ def main() -> None:
                         help="train on the answers' digits only (the loss of every other character dropped)")
     parser.add_argument("--save", default="", metavar="PREFIX",
                         help="save model, optimizer and scores to PREFIX.<canon>.pt at every score; resume from it")
+    parser.add_argument("--grow", default="", metavar="STEP[,STEP...]",
+                        help="start a block per step shallower and grow by a block at each of these steps")
+    parser.add_argument("--grow-method", default="midas", choices=sorted(operators.OPERATORS),
+                        help="the growth method whose source map each growth step applies")
+    parser.add_argument("--block", type=int, default=2, help="layers a growth step adds (growth.block_size)")
+    parser.add_argument("--tie", type=int, default=1, metavar="K",
+                        help="a looped model: --layers / K layers, their stack run K times (weights shared)")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
+    if args.grow and (not re.fullmatch(r"\d+(,\d+)*", args.grow) or args.tie > 1
+                      or args.layers - args.block * len(grow_steps(args)) < 1
+                      or operators.OPERATORS[args.grow_method].schedule is not operators.by_blocks):
+        parser.error("--grow takes steps (STEP[,STEP...]) of a method that grows by blocks, not with --tie, and "
+                     "needs --layers above --block times their number")
+    if args.tie < 1 or args.layers % args.tie:
+        parser.error(f"--tie {args.tie}: must divide --layers {args.layers}")
     if (args.trace or args.near or args.ask_near or args.small) and not args.aliases:
         parser.error("--trace, --near, --ask-near and --small shape the alias problems: add --aliases")
     if args.trace and (args.form != "short" or not re.fullmatch(r"\d+:\d+", args.trace)):

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import benchmark_module
+from stackwise import growth
+from stackwise.model import rope_cache
 
 lookup_toy = benchmark_module.load("lookup_toy")
 
@@ -108,12 +110,16 @@ def test_answer_digits_mark_the_digits_of_every_scored_answer_and_nothing_else()
 def _toy_args(**kw):
     args = dict(form="short", layers=2, d_model=16, heads=1, steps=12, batch=2, seq=128, lr=3e-3, init_std=0.1,
                 canon="A", canon_kernel=4, gap=0, every=4, aliases=True, trace="2:8", near=0, ask_near=0, small=6,
-                answer_loss=False, canon_only=True, save="")
+                answer_loss=False, canon_only=True, save="", grow="", grow_method="midas", block=2, tie=1)
     return argparse.Namespace(**{**args, **kw})
 
 
-def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monkeypatch):
-    straight = lookup_toy.run(_toy_args(save=str(tmp_path / "straight")), "A")
+@pytest.mark.parametrize("depth", [{}, {"layers": 3, "block": 1, "grow": "6"}, {"tie": 2}],
+                         ids=["fixed", "grown-before-the-stop", "looped"])
+def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monkeypatch, depth):
+    def toy_args(**kw):
+        return _toy_args(**{**depth, **kw})
+    straight = lookup_toy.run(toy_args(save=str(tmp_path / "straight")), "A")
     assert len(straight) == 3 and not any(math.isnan(x) for pair in straight for x in pair)
     prefix = str(tmp_path / "toy")
     scored, calls = lookup_toy.accuracy, []
@@ -125,13 +131,63 @@ def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monk
         return scored(*a, **kw)
     monkeypatch.setattr(lookup_toy, "accuracy", stops_at_the_third_score)
     with pytest.raises(KeyboardInterrupt):
-        lookup_toy.run(_toy_args(save=prefix), "A")
+        lookup_toy.run(toy_args(save=prefix), "A")
     monkeypatch.setattr(lookup_toy, "accuracy", scored)
     assert (tmp_path / "toy.A.pt").is_file()
-    assert lookup_toy.run(_toy_args(save=prefix), "A") == straight  # steps 9-12 on the replayed stream
+    assert lookup_toy.run(toy_args(save=prefix), "A") == straight  # steps 9-12 on the replayed stream
     resumed, uninterrupted = (torch.load(tmp_path / f"{p}.A.pt", weights_only=False) for p in ("toy", "straight"))
     assert resumed["step"] == uninterrupted["step"] == 12
     for name, value in uninterrupted["model"].items():
         assert torch.equal(resumed["model"][name], value), name  # the same weights, bit for bit
     with pytest.raises(SystemExit, match="saved with other settings"):
-        lookup_toy.run(_toy_args(save=prefix, lr=1e-3), "A")
+        lookup_toy.run(toy_args(save=prefix, lr=1e-3), "A")
+
+
+def _grown_toy(method: str, block: int):
+    """A 2-layer toy model after one training step, and its optimizer."""
+    args = _toy_args(layers=2 + block, block=block, grow="1", grow_method=method)
+    torch.manual_seed(0)
+    model = lookup_toy.build(lookup_toy.config_mod.load("default", {"model.d_model": 16, "model.n_layers": 2 + block,
+                                                                   "model.n_heads": 1, "model.vocab_size": 128,
+                                                                   "growth.method": "none"}), args)
+    opt = lookup_toy.adamw(model, 1e-3)
+    model(torch.randint(0, 128, (2, 8))).sum().backward()
+    opt.step()
+    return model, opt, args
+
+
+@pytest.mark.parametrize(("method", "block", "source_map"), [("midas", 1, [0, 0, 1]), ("midas", 2, [0, 1, 0, 1]),
+                                                              ("gradstack", 1, [0, 1, 1])])
+def test_a_toy_growth_step_copies_each_source_layer_and_its_optimizer_state(method, block, source_map):
+    model, opt, args = _grown_toy(method, block)
+    old = list(model.layers)
+    before = {id(p): {k: v.clone() for k, v in opt.state[p].items()} for p in model.parameters()}
+    new_opt = lookup_toy.grow(model, opt, args)
+    assert model.depth == 2 + block
+    for i, src in enumerate(source_map):
+        for (name, p), q in zip(model.layers[i].named_parameters(), old[src].parameters()):
+            assert torch.equal(p, q), (i, name)
+            assert p is q or i in growth.new_positions(source_map)  # a copy is a new parameter
+            for key, value in before[id(q)].items():
+                assert torch.equal(new_opt.state[p][key], value), (i, name, key)
+    copy = model.layers[growth.new_positions(source_map)[0]]
+    assert all(new_opt.state[p]["exp_avg"] is not opt.state[q]["exp_avg"]  # state copied, not shared
+               for p, q in zip(copy.parameters(), old[source_map[growth.new_positions(source_map)[0]]]
+                               .parameters()))
+
+
+def test_a_looped_toy_model_runs_the_same_layers_k_times():
+    args = _toy_args(layers=4, tie=2)
+    cfg = lookup_toy.config_mod.load("default", {"model.d_model": 16, "model.n_layers": 4, "model.n_heads": 1,
+                                                  "model.vocab_size": 128, "growth.method": "none"})
+    model = lookup_toy.build(cfg, args)
+    assert model.depth == 4 and model.layers[0] is model.layers[2] and model.layers[1] is model.layers[3]
+    assert model.layers[0] is not model.layers[1]
+    plain = lookup_toy.Transformer(cfg.model, n_layers=2)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in plain.parameters())
+    x = torch.randint(0, 128, (1, 8))
+    h = model.embed_tokens(x)
+    cos, sin = (t.to(h.dtype) for t in rope_cache(8, 16, cfg.model.rope_theta, h.device))
+    for block in [*model.layers[:2], *model.layers[:2]]:
+        h = block(h, cos, sin)
+    assert torch.allclose(model.lm_head(model.norm(h)), model(x), atol=1e-6)

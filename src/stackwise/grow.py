@@ -59,6 +59,22 @@ def freeze(model: Transformer, frozen_layers: set[int]) -> None:
         module.requires_grad_(False)
 
 
+def parameter_sources(model: nn.Module, source_map: list[int]) -> tuple[dict[str, str], set[str]]:
+    """For a model just grown by `source_map`: each parameter's name -> the name of the old parameter it starts from,
+    and the names of the parameters of newly created layers (what `transfer_state` takes)."""
+    fresh_layers = set(growth.new_positions(source_map))
+    source_of, fresh = {}, set()
+    for name, _ in model.named_parameters():
+        if name.startswith("layers."):
+            _, i, rest = name.split(".", 2)
+            source_of[name] = f"layers.{source_map[int(i)]}.{rest}"
+            if int(i) in fresh_layers:
+                fresh.add(name)
+        else:
+            source_of[name] = name
+    return source_of, fresh
+
+
 def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: Config,
          frozen_layers: set[int] | None = None) -> OptimizerSet:
     """One growth event on a plain model: replace the layer list per the stage's source map, rebuild the optimizer
@@ -73,16 +89,7 @@ def grow(model: Transformer, optimizer: OptimizerSet, stage: growth.Stage, cfg: 
         grow_layers(list(model.layers), src, cfg.growth.init, cfg.model.init_std, cfg.model.n_layers,
                     cfg.growth.copy_noise))
     model.to(device)
-    fresh_layers = set(growth.new_positions(src))
-    source_of, fresh = {}, set()
-    for name, _ in model.named_parameters():
-        if name.startswith("layers."):
-            _, i, rest = name.split(".", 2)
-            source_of[name] = f"layers.{src[int(i)]}.{rest}"
-            if int(i) in fresh_layers:
-                fresh.add(name)
-        else:
-            source_of[name] = name
+    source_of, fresh = parameter_sources(model, src)
     if frozen_layers is not None:
         freeze(model, frozen_layers)
     new_optimizer = build_optimizer(model, cfg)
