@@ -13,7 +13,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
                                      --small STEP --answer-loss --grow STEP[,STEP] --grow-method midas --block 2
-                                     --tie K --save PREFIX]
+                                     --tie K --save PREFIX --attention]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
@@ -31,6 +31,9 @@ the optimizer's state copied from each source as stackwise does), so the last st
 trains a looped model instead: `--layers / K` layers whose stack is run K times (weights shared). `--save PREFIX`
 keeps each model's state at every score and resumes from it when run again (the problems replayed to where it
 stopped, so the result is the same as an uninterrupted run's), for runs longer than a sitting.
+`--attention` prints, at the end, where each layer looks when it predicts an answer's first digit: its attention on
+the asked name's binding line and, for an alias, on its source's (a saved run resumed at its last step prints it
+without training further).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from stackwise import config as config_mod
 from stackwise import operators
 from stackwise.data import synthetic
 from stackwise.grow import grow_layers, parameter_sources
-from stackwise.model import Transformer
+from stackwise.model import Transformer, apply_rope
 from stackwise.optim import OptimizerSet, transfer_state
 
 
@@ -173,6 +176,55 @@ def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]
     return _shares(right, total)
 
 
+def attention_shares(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]],
+                     seq: int) -> list[dict[str, float]]:
+    """Where each layer looks when it predicts an answer's first digit (from the `?` before it), in the short form:
+    per layer position, the mean attention weight (over heads and answers) on the asked name's own binding line
+    (`x=i` and its newline: where a look-up reads what the name holds) and, for an alias, on its source's binding
+    line (`i=828`: where a second hop would read the value). Keys: `number: own line`, `alias: own line`,
+    `alias: source's line`."""
+    weights: list[torch.Tensor] = []
+
+    def keep(attn, inputs):  # recompute the attention pattern from the block's normed input
+        h, cos, sin = inputs[:3]
+        B, T, _ = h.shape
+        q = attn.q_proj(h).view(B, T, attn.n_heads, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(h).view(B, T, attn.n_kv_heads, attn.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k = k.repeat_interleave(attn.n_heads // attn.n_kv_heads, dim=1)
+        scores = (q @ k.transpose(-1, -2)) / attn.head_dim ** 0.5
+        causal = torch.ones(T, T, dtype=torch.bool).tril()
+        weights.append(scores.masked_fill(~causal, float("-inf")).softmax(-1)[0].mean(0))  # (T, T)
+
+    hooks = [layer.self_attn.register_forward_pre_hook(keep) for layer in dict.fromkeys(model.layers)]
+    sums: list[dict[str, float]] = [{} for _ in model.layers]
+    counts: dict[str, int] = {}
+    model.eval()
+    try:
+        with torch.no_grad():
+            for text, answers, alias in held_out:
+                weights.clear()
+                model(torch.tensor([encode(text)[:seq]]))
+                spans = {m[1]: (m.start(), m.end() + 1) for m in re.finditer(r"^([a-z])=(\w+)$", text, re.M)}
+                source = {m[1]: m[2] for m in re.finditer(r"^([a-z])=(\w+)$", text, re.M)}
+                for a, is_alias in zip(answers, alias):
+                    if a >= min(seq, len(text)) or text[a - 1] != "?":
+                        continue
+                    name = text[a - 2]
+                    looks = [("alias: own line" if is_alias else "number: own line", spans[name])]
+                    if is_alias:
+                        looks.append(("alias: source's line", spans[source[name]]))
+                    for key, (start, end) in looks:
+                        counts[key] = counts.get(key, 0) + 1
+                        for i, w in enumerate(weights):
+                            sums[i][key] = sums[i].get(key, 0.0) + float(w[a - 1, start:end].sum())
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train()
+    return [{key: total[key] / counts[key] for key in counts} for total in sums]
+
+
 def held_out_problems(args, first_stage: bool = False) -> list[tuple[str, list[int], list[bool]]]:
     """Sixty held-out problems in the usual form, or (`first_stage`) with the curriculum's first-stage options
     (`--near`, `--ask-near`, `--small`; traced answers are not scored, so `--trace` is left out)."""
@@ -293,13 +345,20 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                      "opt": opt.state_dict()}
             torch.save(state, saved.with_suffix(".tmp"))
             saved.with_suffix(".tmp").replace(saved)
+    if args.attention:
+        shares = attention_shares(model, held_out, args.seq)
+        keys = list(shares[0])
+        print(f"Attention at the answers' `?` (canon {canon or 'none'}, step {args.steps}), mean weight on:\n"
+              f"| layer | {' | '.join(keys)} |\n|---:|" + "---:|" * len(keys))
+        for i, row in enumerate(shares):
+            print(f"| {i} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
     return scores
 
 
 def settings(args) -> dict:
-    """What a saved run must share with the command that resumes it: every option but `--save` and `--steps` (the
-    LR decays over the last 20% of the steps, so a run still at its peak LR may be lengthened)."""
-    return {k: v for k, v in vars(args).items() if k not in ("save", "steps")}
+    """What a saved run must share with the command that resumes it: every option but `--save`, `--attention` and
+    `--steps` (the LR decays over the last 20% of the steps, so a run still at its peak LR may be lengthened)."""
+    return {k: v for k, v in vars(args).items() if k not in ("save", "steps", "attention")}
 
 
 def main() -> None:
@@ -337,6 +396,8 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=2, help="layers a growth step adds (growth.block_size)")
     parser.add_argument("--tie", type=int, default=1, metavar="K",
                         help="a looped model: --layers / K layers, their stack run K times (weights shared)")
+    parser.add_argument("--attention", action="store_true",
+                        help="at the end, where each layer attends when it predicts an answer (short form)")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
     args = parser.parse_args()
     if args.grow and (not re.fullmatch(r"\d+(,\d+)*", args.grow) or args.tie > 1

@@ -110,7 +110,8 @@ def test_answer_digits_mark_the_digits_of_every_scored_answer_and_nothing_else()
 def _toy_args(**kw):
     args = dict(form="short", layers=2, d_model=16, heads=1, steps=12, batch=2, seq=128, lr=3e-3, init_std=0.1,
                 canon="A", canon_kernel=4, gap=0, every=4, aliases=True, trace="2:8", near=0, ask_near=0, small=6,
-                answer_loss=False, canon_only=True, save="", grow="", grow_method="midas", block=2, tie=1)
+                answer_loss=False, canon_only=True, save="", grow="", grow_method="midas", block=2, tie=1,
+                attention=False)
     return argparse.Namespace(**{**args, **kw})
 
 
@@ -191,3 +192,31 @@ def test_a_looped_toy_model_runs_the_same_layers_k_times():
     for block in [*model.layers[:2], *model.layers[:2]]:
         h = block(h, cos, sin)
     assert torch.allclose(model.lm_head(model.norm(h)), model(x), atol=1e-6)
+
+
+def test_attention_shares_match_a_hand_computation_under_uniform_attention():
+    """With q_proj zeroed every position attends uniformly to itself and all before it: the weight on a line is its
+    length (newline included) over the number of positions the `?` sees."""
+    cfg = lookup_toy.config_mod.load("default", {"model.d_model": 16, "model.n_layers": 2, "model.n_heads": 2,
+                                                  "model.vocab_size": 128, "growth.method": "none"})
+    model = lookup_toy.Transformer(cfg.model)
+    for layer in model.layers:
+        torch.nn.init.zeros_(layer.self_attn.q_proj.weight)
+    held_out = lookup_toy.held_out_problems(_toy_args())[:5]
+    expected: dict[str, list[float]] = {}
+    for text, answers, alias in held_out:
+        lines = dict(re.findall(r"^([a-z])=(\w+)$", text, re.M))
+        for a, is_alias in zip(answers, alias):
+            if a >= 128:
+                continue
+            name = text[a - 2]
+            own = len(f"{name}={lines[name]}\n") / a  # the `?` at a - 1 sees positions 0..a-1
+            expected.setdefault("alias: own line" if is_alias else "number: own line", []).append(own)
+            if is_alias:
+                expected.setdefault("alias: source's line", []).append(
+                    len(f"{lines[name]}={lines[lines[name]]}\n") / a)
+    shares = lookup_toy.attention_shares(model, held_out, seq=128)
+    assert len(shares) == 2 and set(shares[0]) == set(expected)
+    for row in shares:
+        for key, values in expected.items():
+            assert row[key] == pytest.approx(sum(values) / len(values), rel=1e-5), key
