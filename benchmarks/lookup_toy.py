@@ -12,15 +12,17 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
-                                     --small STEP --answer-loss --grow STEP[,STEP] --grow-method midas --block 2
-                                     --tie K --save PREFIX --attention]
+                                     --small STEP --ask-source STEP --answer-loss --grow STEP[,STEP]
+                                     --grow-method midas --block 2 --tie K --save PREFIX --attention]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
 name's value). Curricula for that second hop: `--trace START:END` writes the names an alias's answer goes
 through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
 each alias right after its source up to step STEP; `--ask-near STEP` asks each alias on the line after its own
-binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP.
+binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP;
+`--ask-source STEP` also asks every alias what it is bound to (`x:i`, unscored) up to step STEP, rewarding the
+read of an alias's own line by itself.
 `--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
 2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
 progress also scores held-out problems in the first stage's form.
@@ -71,7 +73,8 @@ def near_sources(lines: list[str]) -> list[str]:
 
 
 def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, trace: float = 0.0,
-            near: bool = False, ask_near: bool = False, small: bool = False) -> tuple[str, list[int], list[bool]]:
+            near: bool = False, ask_near: bool = False, small: bool = False,
+            ask_source: bool = False) -> tuple[str, list[int], list[bool]]:
     """A problem's text, the character offsets of its answers' first digits, and whether each asked name is an
     alias. `gap` dashes stand between a short question and its answer (`q?---794`), putting the name `gap`
     characters further from the answer. `aliases`: the bindings of the generator's `aliases` kind instead (four to
@@ -80,7 +83,8 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
     (`o?i=794`, two deep `o?p=i=794`); such answers are not scored (no offset). `near`: each alias bound right
     after its source (`near_sources`). `ask_near`: each alias asked on the line after its own binding (`o=i`,
     `o?794`), where its source's name is three characters back. `small`: two or three names bound to distinct
-    numbers and one alias of one of them instead of `alias_block`'s problems."""
+    numbers and one alias of one of them instead of `alias_block`'s problems. `ask_source`: every alias is also asked
+    what it is bound to (`x:i`, short form, not scored), at a random place among the questions."""
     if aliases and small:
         names = rng.sample(synthetic.LETTERS, rng.randint(3, 4))
         value = dict(zip(names[:-1], rng.sample(synthetic.VALUES, len(names) - 1)))
@@ -118,9 +122,15 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
         text += line + "\n"
         if line[0] in early:
             ask(line[0])
-    for n in asked:
-        if n not in early:
-            ask(n)
+    questions = [n for n in asked if n not in early]
+    if ask_source:
+        for n in (n for n in names if depth[n]):
+            questions.insert(rng.randint(0, len(questions)), f"{n}:")
+    for q in questions:
+        if q.endswith(":"):
+            text += f"{q}{source[q[0]]}\n"
+        else:
+            ask(q)
     return text + "\n", answers, alias
 
 
@@ -129,16 +139,17 @@ def encode(text: str) -> list[int]:
 
 
 def stream(rng: random.Random, form: str, batch: int, seq: int, gap: int = 0, aliases: bool = False,
-           trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False, small=lambda: False):
+           trace=lambda: 0.0, near=lambda: False, ask_near=lambda: False, small=lambda: False,
+           ask_source=lambda: False):
     """Batches of problems and, beside them, which characters are the digits of a scored answer (`answer_digits`);
-    `trace()`, `near()`, `ask_near()` and `small()` give `problem`'s options for the next problem (they may change as
-    training goes on)."""
+    `trace()`, `near()`, `ask_near()`, `small()` and `ask_source()` give `problem`'s options for the next problem
+    (they may change as training goes on)."""
     buf: list[int] = []
     marks: list[bool] = []
     size = batch * (seq + 1)
     while True:
         while len(buf) < size:
-            text, answers, _ = problem(rng, form, gap, aliases, trace(), near(), ask_near(), small())
+            text, answers, _ = problem(rng, form, gap, aliases, trace(), near(), ask_near(), small(), ask_source())
             buf += encode(text)
             marks += answer_digits(text, answers)
         yield torch.tensor(buf[:size]).view(batch, seq + 1), torch.tensor(marks[:size]).view(batch, seq + 1)
@@ -303,7 +314,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     now = {"step": 0}
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
-                  ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small)
+                  ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small,
+                  ask_source=lambda: now["step"] <= args.ask_source)
     held_out = held_out_problems(args)
     first_stage = held_out_problems(args, first_stage=True) if args.near or args.ask_near or args.small else []
     scores, start = [], 0
@@ -385,6 +397,8 @@ def main() -> None:
                         help="up to this step, each alias is asked on the line after its binding")
     parser.add_argument("--small", type=int, default=0, metavar="STEP",
                         help="up to this step, problems bind two or three numbers and one alias")
+    parser.add_argument("--ask-source", type=int, default=0, metavar="STEP",
+                        help="up to this step, every alias is also asked what it is bound to (x:i, not scored)")
     parser.add_argument("--answer-loss", action="store_true",
                         help="train on the answers' digits only (the loss of every other character dropped)")
     parser.add_argument("--save", default="", metavar="PREFIX",
@@ -407,8 +421,10 @@ def main() -> None:
                      "needs --layers above --block times their number")
     if args.tie < 1 or args.layers % args.tie:
         parser.error(f"--tie {args.tie}: must divide --layers {args.layers}")
-    if (args.trace or args.near or args.ask_near or args.small) and not args.aliases:
-        parser.error("--trace, --near, --ask-near and --small shape the alias problems: add --aliases")
+    if (args.trace or args.near or args.ask_near or args.small or args.ask_source) and not args.aliases:
+        parser.error("--trace, --near, --ask-near, --small and --ask-source shape the alias problems: add --aliases")
+    if args.ask_source and args.form != "short":
+        parser.error("--ask-source asks in the short form (x:i)")
     if args.trace and (args.form != "short" or not re.fullmatch(r"\d+:\d+", args.trace)):
         parser.error("--trace takes START:END (steps) and the short form")
     torch.set_flush_denormal(True)

@@ -81,6 +81,22 @@ def test_ask_near_asks_each_alias_on_the_line_after_its_binding():
         assert sum(alias) == len(aliases) and len(answers) == len(re.findall(r"^[a-z]=", text, re.M))
 
 
+def test_ask_source_asks_every_alias_once_for_its_binding_and_leaves_the_rest_as_it_was():
+    for seed in range(30):
+        text, answers, alias = lookup_toy.problem(random.Random(seed), "short", aliases=True, ask_source=True)
+        bound = dict(re.findall(r"^([a-z])=([a-z])$", text, re.M))
+        asked = re.findall(r"^([a-z]):([a-z])$", text, re.M)
+        assert sorted(asked) == sorted(bound.items())  # each alias once, with the name it is bound to
+        plain, plain_answers, plain_alias = lookup_toy.problem(random.Random(seed), "short", aliases=True)
+        assert re.sub(r"^[a-z]:[a-z]\n", "", text, flags=re.M) == plain and plain_alias == alias
+        for a, is_alias in zip(answers, alias):  # the offsets still point at each asked value
+            name = text[a - 2]
+            value = re.search(rf"^{name}=(\w+)$", text, re.M)[1]
+            while not value.isdigit():
+                value = re.search(rf"^{value}=(\w+)$", text, re.M)[1]
+            assert text[a:].startswith(value + "\n") and is_alias == (name in bound)
+
+
 def test_small_problems_bind_two_or_three_numbers_and_one_alias():
     for seed in range(30):
         text, answers, alias = lookup_toy.problem(random.Random(seed), "short", aliases=True, small=True)
@@ -111,7 +127,7 @@ def _toy_args(**kw):
     args = dict(form="short", layers=2, d_model=16, heads=1, steps=12, batch=2, seq=128, lr=3e-3, init_std=0.1,
                 canon="A", canon_kernel=4, gap=0, every=4, aliases=True, trace="2:8", near=0, ask_near=0, small=6,
                 answer_loss=False, canon_only=True, save="", grow="", grow_method="midas", block=2, tie=1,
-                attention=False)
+                attention=False, ask_source=0)
     return argparse.Namespace(**{**args, **kw})
 
 
