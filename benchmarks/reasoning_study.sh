@@ -10,7 +10,9 @@
 #   study   baseline, MIDAS, GradStack and LIDAS, 3 seeds, on the recipe (the baseline's seed 0 is the pilot's
 #           run): compare (isoplots and accuracy at matched validation loss in its report), 5-shot primitives,
 #           the probe (256 examples in batches of 32, 3 data seeds) and the depth analyses (looping the middle
-#           block, similarity, depth use). It runs whether or not the pilot cleared, and says which.
+#           block, similarity, depth use). It runs whether or not the pilot cleared, and says which. Each run is
+#           evaluated as soon as it finishes, beside the training, and published: only small files are kept, so a
+#           run whose model is gone before its probe and analyses would have to be trained again.
 #   controls  what DESIGN §5 asks of the study's baseline: its peak LR swept around the recipe's 3e-3 (1.5e-3
 #           and 6e-3, seed 0; the recipe's is the study's run) and a shallower control of the same width (5
 #           layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show whether
@@ -42,11 +44,34 @@ if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks th
        --train.steps 24 --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --eval.primitives_every 12
        --eval.primitives_n 4 --checkpoint.every 12 --data.stages "0=synthetic:0:32:exam:1.0;12=bundled:0.3,synthetic:0.7")
   EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --batch-size 4 --eval-every 1 --window 1 --n-test 10)
-  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1 SHALLOW=3
+  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1 SHALLOW=3 POLL=${POLL:-2}
 fi
 
 evaluate() {  # evaluate PART: primitives, probe and analyses of every run of the comparison (stored ones reused)
   $SW eval "$OUT/$1" "${EVAL[@]}" && $SW probe "$OUT/$1" "${PROBE[@]}" && $SW analyze "$OUT/$1" "${ANALYZE[@]}"
+}
+
+evaluate_finished() {  # evaluate_finished PART: the same for each finished run whose model is here and whose
+  # evaluations are not all stored yet. Only small files are published, so a run left unevaluated when the machine
+  # goes has lost its model: the probe and the analyses would need it trained again.
+  local run
+  for run in "$OUT/$1"/runs/*/seed*; do
+    [ -f "$run/result.json" ] && [ -f "$run/final/model.safetensors" ] || continue
+    [ -f "$run/eval/primitives.json" ] && [ -f "$run/eval/probe.json" ] && [ -f "$run/analysis/looping.json" ] && continue
+    $SW eval "$run" "${EVAL[@]}" && $SW probe "$run" "${PROBE[@]}" && $SW analyze "$run" "${ANALYZE[@]}" && publish "$1"
+  done
+}
+
+train_and_evaluate() {  # train_and_evaluate PART COMPARE_ARGS...: the comparison in the background, each run
+  # evaluated (one thread, beside the training) as soon as it finishes, then the comparison's evaluation
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/$1" "${@:2}" &
+  local training=$!
+  while kill -0 "$training" 2>/dev/null; do
+    OMP_NUM_THREADS=1 evaluate_finished "$1" || echo "evaluating a finished run failed; retried at the end"
+    sleep "${POLL:-60}"
+  done
+  wait "$training"
+  evaluate "$1"
 }
 
 PILOT=exam-first-pilot
@@ -89,8 +114,7 @@ if [[ $PART == study || $PART == all ]]; then
   if [ -f "$OUT/$PILOT/eval/primitives.json" ]; then cleared || echo "the pilot did not clear; the study runs on"; fi
   restore study
   reuse "$PILOT" none study none 0  # the same config and seed: one run serves as pilot and as the study's seed 0
-  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/study" --seeds $SEEDS --methods none,midas,gradstack,lidas
-  evaluate study
+  train_and_evaluate study --seeds $SEEDS --methods none,midas,gradstack,lidas
   $SW report "$OUT/study"
   publish study
 fi
