@@ -238,10 +238,27 @@ def attention_shares(model: Transformer, held_out: list[tuple[str, list[int], li
 
 def held_out_problems(args, first_stage: bool = False) -> list[tuple[str, list[int], list[bool]]]:
     """Sixty held-out problems in the usual form, or (`first_stage`) with the curriculum's first-stage options
-    (`--near`, `--ask-near`, `--small`; traced answers are not scored, so `--trace` is left out)."""
-    options = (bool(args.near), bool(args.ask_near), bool(args.small)) if first_stage else (False,) * 3
+    (`--near`, `--ask-near`, `--small`, `--ask-source`; traced answers are not scored, so `--trace` is left out)."""
+    options = (bool(args.near), bool(args.ask_near), bool(args.small), bool(args.ask_source)) if first_stage \
+        else (False,) * 4
     return [problem(random.Random(f"held-out:{i}"), args.form, args.gap, args.aliases, 0.0, *options)
             for i in range(60)]
+
+
+def source_accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> float:
+    """Share of the questions for an alias's source (`x:i`, `--ask-source`) whose name the model predicts."""
+    right = total = 0
+    model.eval()
+    with torch.no_grad():
+        for text, _, _ in held_out:
+            ids = torch.tensor([encode(text)[:seq]])
+            pred = model(ids)[0].argmax(-1)
+            for m in re.finditer(r"^[a-z]:[a-z]$", text, re.M):
+                if m.start() + 2 < ids.shape[1]:
+                    right += int(pred[m.start() + 1] == ids[0, m.start() + 2])
+                    total += 1
+    model.train()
+    return right / total if total else float("nan")
 
 
 def guessing(held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
@@ -317,7 +334,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                   ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small,
                   ask_source=lambda: now["step"] <= args.ask_source)
     held_out = held_out_problems(args)
-    first_stage = held_out_problems(args, first_stage=True) if args.near or args.ask_near or args.small else []
+    curriculum = args.near or args.ask_near or args.small or args.ask_source
+    first_stage = held_out_problems(args, first_stage=True) if curriculum else []
     scores, start = [], 0
     saved = Path(f"{args.save}.{canon or 'none'}.pt") if args.save else None
     if saved and saved.is_file():  # resume: the same model, optimizer and scores, the stream replayed to its place
@@ -348,6 +366,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         if step % args.every == 0:
             scores.append(accuracy(model, held_out, args.seq))
             staged = f"; first-stage form {accuracy(model, first_stage, args.seq)}" if first_stage else ""
+            if args.ask_source:
+                staged += f"; sources {source_accuracy(model, first_stage, args.seq)}"
             print(f"canon {canon or 'none'} step {step}: {scores[-1]}{staged}", file=sys.stderr, flush=True)
         if step in grow_steps(args):  # (scored above at the depth it trained at)
             opt = grow(model, opt, args)
@@ -357,6 +377,9 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                      "opt": opt.state_dict()}
             torch.save(state, saved.with_suffix(".tmp"))
             saved.with_suffix(".tmp").replace(saved)
+    if args.ask_source and start == args.steps:  # (a finished run resumed: its last sources' score again)
+        print(f"canon {canon or 'none'} step {start}: sources {source_accuracy(model, first_stage, args.seq)}",
+              file=sys.stderr, flush=True)
     if args.attention:
         shares = attention_shares(model, held_out, args.seq)
         keys = list(shares[0])

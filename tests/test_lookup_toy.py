@@ -107,11 +107,28 @@ def test_small_problems_bind_two_or_three_numbers_and_one_alias():
 
 
 def test_first_stage_held_out_problems_take_the_curriculum_options():
-    args = argparse.Namespace(form="short", gap=0, aliases=True, near=0, ask_near=0, small=500)
+    args = argparse.Namespace(form="short", gap=0, aliases=True, near=0, ask_near=0, small=500, ask_source=0)
     usual, staged = lookup_toy.held_out_problems(args), lookup_toy.held_out_problems(args, first_stage=True)
     assert len(usual) == len(staged) == 60
     assert all(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) == 1 for text, _, _ in staged)
     assert any(len(re.findall(r"^[a-z]=[a-z]$", text, re.M)) > 1 for text, _, _ in usual)
+    asking = lookup_toy.held_out_problems(argparse.Namespace(**{**vars(args), "small": 0, "ask_source": 500}), True)
+    assert all(re.search(r"^[a-z]:[a-z]$", text, re.M) for text, _, _ in asking)
+
+
+def test_source_accuracy_scores_the_name_after_each_source_question():
+    text, _, _ = lookup_toy.problem(random.Random(2), "short", aliases=True, ask_source=True)
+    ids = lookup_toy.encode(text)
+    starts = [m.start() for m in re.finditer(r"^[a-z]:[a-z]$", text, re.M)]
+
+    class Oracle(torch.nn.Module):  # predicts the true next character, except after the first source question's `:`
+        def forward(self, x):
+            logits = torch.zeros(1, x.shape[1], 128)
+            logits[0, torch.arange(x.shape[1] - 1), x[0, 1:]] = 1.0
+            logits[0, starts[0] + 1, ord("?")] = 2.0
+            return logits
+    score = lookup_toy.source_accuracy(Oracle(), [(text, [], [])], seq=len(ids))
+    assert len(starts) >= 2 and score == pytest.approx(1 - 1 / len(starts))
 
 
 def test_answer_digits_mark_the_digits_of_every_scored_answer_and_nothing_else():
