@@ -3,7 +3,7 @@
 # OUT/PART on a fresh checkout, so a study continues across machines and sittings.
 
 publish() {  # publish PART: the comparison's report files and each finished run's small files
-  local part=$1 src=$OUT/$1
+  local part=$1 src=$OUT/$1 run sub
   mkdir -p "$DOC/$part"
   cp "$src"/{report.md,summary.json,compare.json} "$src"/*.png "$DOC/$part/" 2>/dev/null || true
   cp "$src"/{calibration.json,growth_events.json,isoplot.json,matched_loss.json} "$DOC/$part/" 2>/dev/null || true
@@ -35,7 +35,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 restore() {  # restore PART: finished runs published earlier (small files suffice for reports and reuse) come back
-  local part=$1
+  local part=$1 run
   [[ " ${STUDY_PARTS[*]} " == *" $part "* ]] || STUDY_PARTS+=("$part")
   [ -d "$DOC/$part/runs" ] || return 0
   for run in "$DOC/$part"/runs/*/seed*; do
