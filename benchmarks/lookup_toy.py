@@ -170,20 +170,25 @@ def _shares(right: list[float], total: list[int]) -> tuple[float, float]:
     return tuple(r / t if t else float("nan") for r, t in zip(right, total))
 
 
+def predictions(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]],
+                seq: int) -> list[tuple[list[int], torch.Tensor]]:
+    """Each held-out problem's characters (the first `seq`) and the model's top prediction after each of them."""
+    model.eval()
+    with torch.no_grad():
+        out = [(ids, model(torch.tensor([ids]))[0].argmax(-1)) for ids in (encode(t)[:seq] for t, _, _ in held_out)]
+    model.train()
+    return out
+
+
 def accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> tuple[float, float]:
     """Share of answers whose first digit is the model's top prediction: of names bound to numbers, and of aliases
     (nan where there are none)."""
     right, total = [0, 0], [0, 0]
-    model.eval()
-    with torch.no_grad():
-        for text, answers, alias in held_out:
-            ids = torch.tensor([encode(text)[:seq]])
-            pred = model(ids)[0].argmax(-1)
-            for a, is_alias in zip(answers, alias):
-                if a < ids.shape[1]:
-                    right[is_alias] += int(pred[a - 1] == ids[0, a])
-                    total[is_alias] += 1
-    model.train()
+    for (_, answers, alias), (ids, pred) in zip(held_out, predictions(model, held_out, seq)):
+        for a, is_alias in zip(answers, alias):
+            if a < len(ids):
+                right[is_alias] += int(pred[a - 1] == ids[a])
+                total[is_alias] += 1
     return _shares(right, total)
 
 
@@ -216,8 +221,9 @@ def attention_shares(model: Transformer, held_out: list[tuple[str, list[int], li
             for text, answers, alias in held_out:
                 weights.clear()
                 model(torch.tensor([encode(text)[:seq]]))
-                spans = {m[1]: (m.start(), m.end() + 1) for m in re.finditer(r"^([a-z])=(\w+)$", text, re.M)}
-                source = {m[1]: m[2] for m in re.finditer(r"^([a-z])=(\w+)$", text, re.M)}
+                bindings = list(re.finditer(r"^([a-z])=(\w+)$", text, re.M))
+                spans = {m[1]: (m.start(), m.end() + 1) for m in bindings}
+                source = {m[1]: m[2] for m in bindings}
                 for a, is_alias in zip(answers, alias):
                     if a >= min(seq, len(text)) or text[a - 1] != "?":
                         continue
@@ -248,16 +254,11 @@ def held_out_problems(args, first_stage: bool = False) -> list[tuple[str, list[i
 def source_accuracy(model: Transformer, held_out: list[tuple[str, list[int], list[bool]]], seq: int) -> float:
     """Share of the questions for an alias's source (`x:i`, `--ask-source`) whose name the model predicts."""
     right = total = 0
-    model.eval()
-    with torch.no_grad():
-        for text, _, _ in held_out:
-            ids = torch.tensor([encode(text)[:seq]])
-            pred = model(ids)[0].argmax(-1)
-            for m in re.finditer(r"^[a-z]:[a-z]$", text, re.M):
-                if m.start() + 2 < ids.shape[1]:
-                    right += int(pred[m.start() + 1] == ids[0, m.start() + 2])
-                    total += 1
-    model.train()
+    for (text, _, _), (ids, pred) in zip(held_out, predictions(model, held_out, seq)):
+        for m in re.finditer(r"^[a-z]:[a-z]$", text, re.M):
+            if m.start() + 2 < len(ids):
+                right += int(pred[m.start() + 1] == ids[m.start() + 2])
+                total += 1
     return right / total if total else float("nan")
 
 
@@ -334,6 +335,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                   ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small,
                   ask_source=lambda: now["step"] <= args.ask_source)
     held_out = held_out_problems(args)
+    growth_steps = set(grow_steps(args))
     curriculum = args.near or args.ask_near or args.small or args.ask_source
     first_stage = held_out_problems(args, first_stage=True) if curriculum else []
     scores, start = [], 0
@@ -342,7 +344,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         state = torch.load(saved, weights_only=False)
         if state["args"] != settings(args):
             sys.exit(f"{saved}: saved with other settings ({state['args']}); use another --save")
-        for _ in (s for s in grow_steps(args) if s <= state["step"]):  # the depth it was saved at
+        for _ in (s for s in growth_steps if s <= state["step"]):  # the depth it was saved at
             opt = grow(model, opt, args)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
@@ -369,7 +371,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
             if args.ask_source:
                 staged += f"; sources {source_accuracy(model, first_stage, args.seq)}"
             print(f"canon {canon or 'none'} step {step}: {scores[-1]}{staged}", file=sys.stderr, flush=True)
-        if step in grow_steps(args):  # (scored above at the depth it trained at)
+        if step in growth_steps:  # (scored above at the depth it trained at)
             opt = grow(model, opt, args)
             print(f"canon {canon or 'none'} step {step}: grown to {model.depth} layers", file=sys.stderr, flush=True)
         if step % args.every == 0 and saved:
