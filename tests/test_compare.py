@@ -237,6 +237,30 @@ def test_accuracy_at_matched_validation_loss(tmp_path):
     assert "matched validation loss 4.0000" in lines and "| midas | 2 |" in lines
 
 
+def test_isoplot_leaves_out_evaluations_worse_than_a_uniform_guess(tmp_path):
+    """A first data stage of other text puts the validation loss far above ln(vocab): those evaluations are left out
+    of the isoplot; the rest are averaged over seeds per step, per task and for the mean score."""
+    from stackwise import config as config_mod
+
+    spec = {"arms": [{"label": "none"}], "seeds": [0, 1]}
+    ceiling = math.log(512)
+    logs = {0: [(20.0, 0.9), (ceiling + 0.01, 0.9), (5.0, 0.4), (4.0, 0.6)], 1: [(ceiling - 0.01, 0.2), (4.5, 0.6),
+                                                                              (3.0, 0.8)]}
+    for seed, points in logs.items():
+        run = tmp_path / "runs" / "none" / f"seed{seed}"
+        _primitive_log(run / "eval" / "primitives_during_training.jsonl", points)
+        config_mod.save(config_mod.load(overrides={"model.vocab_size": 512}), run / "config.yaml")
+    data = report_mod.isoplot(tmp_path, spec, matched=4.0)["none"]
+    # steps 10 and 20 of seed 0 are above ln 512; seed 1's step 10 is just below it
+    assert [(p["step"], p["n_seeds"]) for p in data] == [(10, 1), (20, 1), (30, 2), (40, 1)]
+    assert data[0]["val_loss"] == pytest.approx(ceiling - 0.01) and data[0]["tasks"]["var0_basic"] == 0.2
+    # step 30: seed 0 at (5.0, 0.4) and seed 1 at (3.0, 0.8); arithmetic scores half of var0_basic
+    assert data[2]["val_loss"] == pytest.approx(4.0) and data[2]["tasks"]["var0_basic"] == pytest.approx(0.6)
+    assert data[2]["tasks"]["arithmetic"] == pytest.approx(0.3)
+    assert data[2]["accuracy"] == pytest.approx((0.6 + 0.3) / 2) and data[2]["chance"] == pytest.approx(0.1)
+    assert (tmp_path / "isoplot.png").is_file() and json.loads((tmp_path / "isoplot.json").read_text())["none"] == data
+
+
 def test_unknown_costs_give_no_speedup_rather_than_infinity():
     nan = float("nan")
     assert iso_loss_speedup([1.0, 2.0], [5.0, 4.0], [nan, nan], [4.5, 3.9]) == (None, 0.0)

@@ -9,6 +9,7 @@ stages (depth and steps) come from its result.json.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,11 @@ def _calibration_text(tables: dict[str, dict[int, float]]) -> str:
     return "; ".join([ms(base) or "not yet measured", *other])
 
 
+def run_config(run: Path) -> config_mod.Config:
+    """The config a run was trained with (its config.yaml)."""
+    return config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
+
+
 def run_stages(run: Path) -> list[growth.Stage]:
     """The stages a finished run trained through, from its result.json (or, for a run written before result.json
     recorded them, from its config's plan)."""
@@ -64,7 +70,7 @@ def run_stages(run: Path) -> list[growth.Stage]:
     if "stages" in result:
         return [growth.Stage(i + 1, s["depth"], s["start_step"], s["end_step"], None)
                 for i, s in enumerate(result["stages"])]
-    return growth.plan(config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text())))
+    return growth.plan(run_config(run))
 
 
 FAILED = "failed.json"  # in a run directory whose training process failed: its exit code and last error line
@@ -313,29 +319,62 @@ def matched_loss(out: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
     return {"val_loss": target, "arms": arms}
 
 
-def isoplot(out: Path, spec: dict[str, Any]) -> dict[str, list[dict[str, float]]] | None:
-    """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step)."""
-    data: dict[str, list[dict[str, float]]] = {}
-    for label, by_seed in _training_primitives(out, spec).items():
-        by_step: dict[int, list[tuple[float, float, float]]] = {}
-        for row in (row for rows in by_seed.values() for row in rows):
-            by_step.setdefault(row["step"], []).append((row["val_loss"], *primitive_score(row["tasks"])))
-        data[label] = [{"step": s, "val_loss": float(np.mean([v for v, _, _ in pts])),
-                        "accuracy": float(np.mean([a for _, a, _ in pts])),
-                        "chance": float(np.mean([c for _, _, c in pts])), "n_seeds": len(pts)}
-                       for s, pts in sorted(by_step.items())]
+def uniform_loss(run: Path) -> float:
+    """ln(vocabulary size): the validation loss of a uniform prediction. An evaluation above it models nothing of
+    the validation text (say, while a first data stage trains on other text only)."""
+    return math.log(run_config(run).model.vocab_size)
+
+
+def isoplot(out: Path, spec: dict[str, Any], matched: float | None = None) -> dict[str, list[dict[str, Any]]] | None:
+    """Primitive accuracy against validation loss during training, per arm (mean over seeds at each step), one
+    panel per task and one for the mean score; evaluations above the uniform loss are left out (uniform_loss), and
+    `matched` (the matched validation loss) is marked."""
+    logs = _training_primitives(out, spec)
+    data: dict[str, list[dict[str, Any]]] = {}
+    for label, by_seed in logs.items():
+        by_step: dict[int, list[tuple[float, float, float, dict[str, float]]]] = {}
+        for seed, rows in by_seed.items():
+            ceiling = uniform_loss(out / "runs" / label / f"seed{seed}")
+            for row in rows:
+                if row["val_loss"] <= ceiling:
+                    tasks = {t: (r.get("multiple_choice") or r["generation"]) for t, r in row["tasks"].items()}
+                    by_step.setdefault(row["step"], []).append(
+                        (row["val_loss"], *primitive_score(row["tasks"]), {t: r["accuracy"] for t, r in tasks.items()}))
+        if by_step:
+            data[label] = [{"step": s, "val_loss": float(np.mean([p[0] for p in pts])),
+                            "accuracy": float(np.mean([p[1] for p in pts])),
+                            "chance": float(np.mean([p[2] for p in pts])), "n_seeds": len(pts),
+                            "tasks": {t: float(np.mean([p[3][t] for p in pts])) for t in pts[0][3]}}
+                           for s, pts in sorted(by_step.items())]
     if not data:
         return None
-    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
-    for i, label in enumerate(data):
-        pts = data[label]
-        ax.plot([p["val_loss"] for p in pts], [p["accuracy"] for p in pts], marker="o", ms=3, color=f"C{i}",
-                label=label)
-    chance = float(np.mean([p["chance"] for pts in data.values() for p in pts]))
-    ax.axhline(chance, color="grey", ls="--", lw=1, label=f"chance ({chance:.1%})")
-    ax.invert_xaxis()
-    _finish(fig, ax, "validation loss (nats/token; training proceeds to the right)",
-            "mean primitive accuracy (multiple choice where defined)", out / "isoplot.png")
+    chances = {t: (r.get("multiple_choice") or r["generation"])["chance"]
+               for by_seed in logs.values() for rows in by_seed.values()
+               for t, r in rows[0]["tasks"].items()}
+    panels = ["mean", *chances]
+    cols = min(4, len(panels))
+    nrows = -(-len(panels) // cols)
+    fig, axes = _pyplot().subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False, sharex=True,
+                                           layout="constrained")
+    for ax, panel in zip(axes.flat, panels):
+        for i, (label, pts) in enumerate(data.items()):
+            ys = [p["accuracy"] if panel == "mean" else p["tasks"].get(panel, float("nan")) for p in pts]
+            ax.plot([p["val_loss"] for p in pts], ys, marker="o", ms=3, color=f"C{i}", label=label)
+        chance = float(np.mean([p["chance"] for pts in data.values() for p in pts])) if panel == "mean" \
+            else chances[panel]
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+        if matched is not None:
+            ax.axvline(matched, color="black", ls=":", lw=1, label="matched loss")
+        ax.set_title("mean score" if panel == "mean" else panel, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].invert_xaxis()  # (shared: every panel) training proceeds to the right
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("validation loss (nats/token; training proceeds to the right)", fontsize=9)
+    fig.supylabel("accuracy (multiple choice where defined)", fontsize=9)
+    fig.savefig(out / "isoplot.png", dpi=110)
+    _pyplot().close(fig)
     (out / "isoplot.json").write_text(json.dumps(data, indent=2) + "\n")
     return data
 
@@ -570,10 +609,13 @@ def build(out: Path, log=print) -> list[dict[str, Any]]:
         lines += ["", "![growth events](growth_events.png)"]
     if (out / "analysis" / "analysis.json").is_file():
         lines += _analysis_lines(json.loads((out / "analysis" / "analysis.json").read_text()))
-    if isoplot(out, spec):
-        lines += ["", "Isoplot: mean reasoning-primitive accuracy against validation loss at the evaluation steps "
-                  "during training (`eval.primitives_every`; numbers in isoplot.json).", "", "![isoplot](isoplot.png)"]
-        matched = matched_loss(out, spec)
+    matched = matched_loss(out, spec)
+    if matched is not None and isoplot(out, spec, matched["val_loss"]):
+        lines += ["", "Isoplot: reasoning-primitive accuracy against validation loss at the evaluation steps during "
+                  "training (`eval.primitives_every`), per task and the mean score, mean over seeds at each step "
+                  "(numbers in isoplot.json); evaluations whose validation loss is above ln(vocabulary size), worse "
+                  "than a uniform guess, are left out; dotted: the matched validation loss below.", "",
+                  "![isoplot](isoplot.png)"]
         (out / "matched_loss.json").write_text(json.dumps(matched, indent=2) + "\n")
         lines += _matched_lines(matched)
     lines += ["", "![loss vs FLOPs](loss_vs_flops.png)", "![loss vs wall](loss_vs_wall.png)",
