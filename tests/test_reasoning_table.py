@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+import benchmark_module
+
+reasoning_table = benchmark_module.load("reasoning_table")
+
+
+def _run(path, val_loss, acc, lo, probe=None, looping=None):
+    (path / "eval").mkdir(parents=True)
+    (path / "result.json").write_text(json.dumps({"final_val_loss": val_loss}))
+    task = {"multiple_choice": {"accuracy": acc, "ci95": [lo, acc + 0.05], "chance": 0.2}, "generation": {}}
+    (path / "eval" / "primitives.json").write_text(json.dumps({"results": [{"tasks": {"var0_code": task}}]}))
+    if probe is not None:
+        (path / "eval" / "probe.json").write_text(json.dumps({"per_seed": [{"late_accuracy": a} for a in probe]}))
+    if looping is not None:
+        (path / "analysis").mkdir()
+        (path / "analysis" / "looping.json").write_text(json.dumps(
+            {"start": 1, "end": 2, "results": [{"k": k + 1, "mean_accuracy": a} for k, a in enumerate(looping)]}))
+
+
+def test_tables_from_a_comparisons_small_files(tmp_path):
+    """Per run: bold only where the interval's lower end is above chance; per arm: seed means and the paired
+    difference to the same-seed baseline, by hand; a run not finished (no result.json) is left out."""
+    (tmp_path / "compare.json").write_text(json.dumps(
+        {"arms": [{"label": "none"}, {"label": "midas"}], "seeds": [0, 1, 2]}))
+    runs = tmp_path / "runs"
+    _run(runs / "none" / "seed0", 3.4, 0.6, 0.55, probe=[0.2, 0.3], looping=[0.25, 0.2])
+    _run(runs / "none" / "seed1", 3.6, 0.5, 0.45)
+    _run(runs / "midas" / "seed0", 3.5, 0.3, 0.15, probe=[0.2])
+    _run(runs / "midas" / "seed1", 3.9, 0.4, 0.35)
+    (runs / "midas" / "seed2").mkdir()  # still training
+    numbers = reasoning_table.collect(tmp_path, ("var0_code",))
+    assert sorted(numbers["midas"]) == [0, 1]
+    table = reasoning_table.per_run_table(numbers, reasoning_table.NAMES, ("var0_code",))
+    assert "| baseline | 0 | 3.400 | **60.0% [55%, 65%]** | 25.0% ± 7.1% | 25.0 / 20.0% |" in table
+    assert "| MIDAS | 0 | 3.500 | 30.0% [15%, 35%] | 20.0% | (not run) |" in table
+    assert "| MIDAS | 1 | 3.900 | **40.0% [35%, 45%]** | (not run) | (not run) |" in table
+    arms = reasoning_table.per_arm_table(numbers, reasoning_table.NAMES, ("var0_code",))
+    half = 12.706 * (0.2 / 2 ** 0.5) / 2 ** 0.5  # t(0.975, 1 d.o.f.) x the std of (3.4, 3.6) / sqrt 2
+    assert f"| baseline | 2 | 3.500 [{3.5 - half:.3f}, {3.5 + half:.3f}] | 55.0 [" in arms
+    # paired: midas - none = (+0.1, +0.3) in loss, (-30, -10) points: mean +0.2 and -20.0
+    line = next(row for row in arms.splitlines() if row.startswith("| MIDAS | 2 | +0.200"))
+    assert "| −20.0 [" in line
+    diffs = reasoning_table.paired_difference([-0.3, -0.1])
+    assert diffs["mean"] == pytest.approx(-0.2) and f"{100 * diffs['ci95'][0]:+.1f}".replace("-", "−") in line
