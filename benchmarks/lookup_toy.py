@@ -342,7 +342,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     saved = Path(f"{args.save}.{canon or 'none'}.pt") if args.save else None
     if saved and saved.is_file():  # resume: the same model, optimizer and scores, the stream replayed to its place
         state = torch.load(saved, weights_only=False)
-        if state["args"] != settings(args):
+        # (an option newer than the saved run: the run trained with its default)
+        if {**settings(build_parser().parse_args([])), **state["args"]} != settings(args):
             sys.exit(f"{saved}: saved with other settings ({state['args']}); use another --save")
         for _ in (s for s in growth_steps if s <= state["step"]):  # the depth it was saved at
             opt = grow(model, opt, args)
@@ -398,7 +399,7 @@ def settings(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("save", "steps", "attention")}
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--form", choices=["short", "quiz"], default="short")
     parser.add_argument("--layers", type=int, default=4)
@@ -438,6 +439,11 @@ def main() -> None:
     parser.add_argument("--attention", action="store_true",
                         help="at the end, where each layer attends when it predicts an answer (short form)")
     parser.add_argument("--canon-only", action="store_true", help="train only the model with Canon layers")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
     if args.grow and (not re.fullmatch(r"\d+(,\d+)*", args.grow) or args.tie > 1
                       or args.layers - args.block * len(grow_steps(args)) < 1

@@ -175,6 +175,13 @@ def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monk
         assert torch.equal(resumed["model"][name], value), name  # the same weights, bit for bit
     with pytest.raises(SystemExit, match="saved with other settings"):
         lookup_toy.run(toy_args(save=prefix, lr=1e-3), "A")
+    # a run saved before an option existed trained with its default: it resumes, unless the option is now set
+    state = torch.load(tmp_path / "toy.A.pt", weights_only=False)
+    del state["args"]["ask_source"]
+    torch.save(state, tmp_path / "toy.A.pt")
+    assert lookup_toy.run(toy_args(save=prefix), "A") == straight
+    with pytest.raises(SystemExit, match="saved with other settings"):
+        lookup_toy.run(toy_args(save=prefix, ask_source=4), "A")
 
 
 def _grown_toy(method: str, block: int):
