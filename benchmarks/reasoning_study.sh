@@ -13,10 +13,11 @@
 #           block, similarity, depth use). It runs whether or not the pilot cleared, and says which. Each run is
 #           evaluated as soon as it finishes, beside the training, and published: only small files are kept, so a
 #           run whose model is gone before its probe and analyses would have to be trained again.
-#   controls  what DESIGN §5 asks of the study's baseline: its peak LR swept around the recipe's 3e-3 (1.5e-3
-#           and 6e-3, seed 0; the recipe's is the study's run) and a shallower control of the same width (5
-#           layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show whether
-#           the full depth pays at this budget.
+#   controls  what DESIGN §5 asks of the study: the baseline's peak LR swept around the recipe's 3e-3 (1.5e-3
+#           and 6e-3, seed 0; the recipe's is the study's run), MIDAS's own short sweep (the same LRs, seed 0:
+#           growth starts with a small model, whose best LR may differ), and a shallower control of the same
+#           width (5 layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show
+#           whether the full depth pays at this budget.
 #
 # The earlier pilots (a share of synthetic text mixed into prose from the first step, docs/results/reasoning/
 # pilot-0.7 and the others) are reproduced by the commands in docs/results/reasoning/README.md.
@@ -122,9 +123,13 @@ fi
 if [[ $PART == controls || $PART == all ]]; then
   restore study
   restore controls
-  for seed in 0 1; do reuse study none controls none "$seed"; done  # the recipe's LR: the study's baseline
+  for seed in 0 1; do  # the recipe's LR: the study's baseline and MIDAS
+    reuse study none controls none "$seed"
+    reuse study midas controls midas "$seed"
+  done
   $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/controls" --seeds 2 \
-      --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006:seeds=1,shallow:model.n_layers=$SHALLOW"
+      --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006:seeds=1,shallow:model.n_layers=$SHALLOW,\
+midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006:seeds=1"
   publish controls
 fi
 echo "reports in $DOC"
