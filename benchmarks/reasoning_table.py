@@ -70,6 +70,12 @@ def _interval(stat: dict, pct: bool, signed: bool = False) -> str:
     return text.replace("-", "−")
 
 
+def _seed_mean(values: list[float], runs: int) -> str:
+    """A percentage's mean over seeds with its t-interval, and how many runs it covers where some lack it."""
+    text = _interval(paired_difference(values), True)
+    return text if len(values) == runs else f"{text} (n={len(values)})"
+
+
 def per_run_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks: tuple[str, ...]) -> str:
     head = "| method | seed | final val loss | " + " | ".join(tasks)
     head += " | probe | looping the middle block, K = 1, 2, ... |"
@@ -98,9 +104,8 @@ def per_arm_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks
         loss = _interval(paired_difference([r["val_loss"] for r in rs]), False)
         lines.append(
             f"| {names.get(label, label)} | {len(rs)} | {loss} | "
-            + " | ".join(_interval(paired_difference([r["tasks"][t][0] for r in rs if t in r["tasks"]]), True)
-                         for t in tasks)
-            + f" | {_interval(paired_difference(probes), True)} (n={len(probes)}) |")
+            + " | ".join(_seed_mean([r["tasks"][t][0] for r in rs if t in r["tasks"]], len(rs)) for t in tasks)
+            + f" | {_seed_mean(probes, len(rs))} |")
     lines += ["", f"Paired difference to the same-seed {names.get(base_label, base_label)} (the method's minus the "
               "baseline's; accuracy in points), mean [95% t-interval]:", "",
               "| method | paired seeds | final val loss | " + " | ".join(tasks) + " |",
