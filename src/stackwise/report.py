@@ -312,11 +312,17 @@ def matched_loss(out: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
     if not curves:
         return None
     target = max(min(loss for loss, _ in points) for by_seed in curves.values() for points in by_seed.values())
-    arms = {}
-    for label, by_seed in curves.items():
-        at = [_at_loss(points, target) for points in by_seed.values()]
-        arms[label] = {key: paired_difference([a[key] for a in at]) for key in at[0]}
-    return {"val_loss": target, "arms": arms}
+    at = {label: {seed: _at_loss(points, target) for seed, points in by_seed.items()}
+          for label, by_seed in curves.items()}
+    arms = {label: {key: paired_difference([a[key] for a in by_seed.values()]) for key in next(iter(by_seed.values()))}
+            for label, by_seed in at.items()}
+    base = at.get(BASELINE, {})
+    vs_baseline = {}  # each arm minus the same-seed baseline, where both ran
+    for label, by_seed in at.items():
+        if label != BASELINE and (seeds := sorted(set(by_seed) & set(base))):
+            vs_baseline[label] = {key: paired_difference([by_seed[s][key] - base[s][key] for s in seeds])
+                                  for key in by_seed[seeds[0]]}
+    return {"val_loss": target, "arms": arms, "vs_baseline": vs_baseline}
 
 
 def uniform_loss(run: Path) -> float:
@@ -438,6 +444,18 @@ def _matched_lines(matched: dict[str, Any]) -> list[str]:
     for label, stats in matched["arms"].items():
         lines.append(f"| {label} | {stats['mean']['n']} | {cell(stats['mean'])} | "
                      + " | ".join(cell(stats[t]) for t in tasks) + " |")
+    if matched.get("vs_baseline"):
+        def points(stat: dict[str, Any]) -> str:
+            ci = "" if stat["ci95"] is None else f" [{100 * stat['ci95'][0]:+.1f}, {100 * stat['ci95'][1]:+.1f}]"
+            return f"{100 * stat['mean']:+.1f}{ci}"
+
+        lines += ["", "The same, paired: each method's accuracy at that loss minus the same-seed baseline's, in "
+                  "points, mean over the paired seeds with a 95% t-interval:", "",
+                  "| method | paired seeds | mean | " + " | ".join(tasks) + " |",
+                  "|---|---:|---:|" + "---:|" * len(tasks)]
+        for label, stats in matched["vs_baseline"].items():
+            lines.append(f"| {label} | {stats['mean']['n']} | {points(stats['mean'])} | "
+                         + " | ".join(points(stats[t]) for t in tasks) + " |")
     return lines
 
 
