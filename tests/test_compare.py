@@ -235,7 +235,8 @@ def test_accuracy_at_matched_validation_loss(tmp_path):
     assert matched["arms"]["midas"]["mean"]["mean"] == pytest.approx((0.55 + 0.275) / 2)
     # paired with the same seed's baseline: (0.5 - 0.4, 0.6 - 0.45)
     paired = matched["vs_baseline"]["midas"]["var0_basic"]
-    assert paired["mean"] == pytest.approx((0.1 + 0.15) / 2) and paired["n"] == 2 and "none" not in matched["vs_baseline"]
+    assert paired["mean"] == pytest.approx((0.1 + 0.15) / 2) and paired["n"] == 2
+    assert "none" not in matched["vs_baseline"]
     lines = "\n".join(report_mod._matched_lines(matched))
     assert "matched validation loss 4.0000" in lines and "| midas | 2 |" in lines
     assert f"| midas | 2 | {100 * matched['vs_baseline']['midas']['mean']['mean']:+.1f} [" in lines
