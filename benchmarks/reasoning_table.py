@@ -15,7 +15,7 @@ import json
 import statistics
 from pathlib import Path
 
-from stackwise.report import paired_difference
+from stackwise.report import paired_difference, plotted_score
 
 TASKS = ("var0_math", "var0_code", "var0_basic", "var1_basic", "var1_code", "copy_random", "copy_words")
 NAMES = {"none": "baseline", "midas": "MIDAS", "gradstack": "GradStack", "lidas": "LIDAS"}
@@ -37,7 +37,7 @@ def run_numbers(run: Path, tasks: tuple[str, ...]) -> dict | None:
         final = prims["results"][-1]["tasks"]
         for t in tasks:
             if t in final:
-                r = final[t].get("multiple_choice") or final[t]["generation"]
+                r = plotted_score(final[t])
                 scores[t] = (r["accuracy"], r["ci95"], r["chance"])
     probe = _read(run / "eval" / "probe.json")
     looping = _read(run / "analysis" / "looping.json")

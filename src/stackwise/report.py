@@ -264,10 +264,15 @@ def _plot_depth(curves: dict[str, dict[int, Curve]], path: Path) -> None:
     _finish(fig, ax, "optimizer step", "depth (layers)", path)
 
 
+def plotted_score(result: dict) -> dict:
+    """The score a task is judged by: multiple choice where defined, greedy exact match otherwise."""
+    return result.get("multiple_choice") or result["generation"]
+
+
 def primitive_score(tasks: dict) -> tuple[float, float]:
     """One number per evaluation: the mean over tasks of multiple-choice accuracy (greedy where there is none),
     and the same mean of those scores' chance levels."""
-    scores = [r.get("multiple_choice") or r["generation"] for r in tasks.values()]
+    scores = [plotted_score(r) for r in tasks.values()]
     return float(np.mean([r["accuracy"] for r in scores])), float(np.mean([r["chance"] for r in scores]))
 
 
@@ -286,7 +291,7 @@ def _training_primitives(out: Path, spec: dict[str, Any]) -> dict[str, dict[int,
 def _primitive_curves(out: Path, spec: dict[str, Any]) -> dict[str, dict[int, list[tuple[float, dict[str, float]]]]]:
     """Per arm and seed: [(val loss, {task: score, "mean": mean score})] at each evaluation during training."""
     def point(row: dict[str, Any]) -> tuple[float, dict[str, float]]:
-        scores = {t: (r.get("multiple_choice") or r["generation"])["accuracy"] for t, r in row["tasks"].items()}
+        scores = {t: plotted_score(r)["accuracy"] for t, r in row["tasks"].items()}
         return row["val_loss"], {**scores, "mean": primitive_score(row["tasks"])[0]}
 
     return {label: {seed: [point(row) for row in rows] for seed, rows in by_seed.items()}
@@ -343,9 +348,9 @@ def isoplot(out: Path, spec: dict[str, Any], matched: float | None = None) -> di
             ceiling = uniform_loss(out / "runs" / label / f"seed{seed}")
             for row in rows:
                 if row["val_loss"] <= ceiling:
-                    tasks = {t: (r.get("multiple_choice") or r["generation"]) for t, r in row["tasks"].items()}
-                    by_step.setdefault(row["step"], []).append(
-                        (row["val_loss"], *primitive_score(row["tasks"]), {t: r["accuracy"] for t, r in tasks.items()}))
+                    scores = {t: plotted_score(r)["accuracy"] for t, r in row["tasks"].items()}
+                    point = (row["val_loss"], *primitive_score(row["tasks"]), scores)
+                    by_step.setdefault(row["step"], []).append(point)
         if by_step:
             data[label] = [{"step": s, "val_loss": float(np.mean([p[0] for p in pts])),
                             "accuracy": float(np.mean([p[1] for p in pts])),
@@ -354,14 +359,14 @@ def isoplot(out: Path, spec: dict[str, Any], matched: float | None = None) -> di
                            for s, pts in sorted(by_step.items())]
     if not data:
         return None
-    chances = {t: (r.get("multiple_choice") or r["generation"])["chance"]
+    chances = {t: plotted_score(r)["chance"]
                for by_seed in logs.values() for rows in by_seed.values()
                for t, r in rows[0]["tasks"].items()}
     panels = ["mean", *chances]
     cols = min(4, len(panels))
     nrows = -(-len(panels) // cols)
     fig, axes = _pyplot().subplots(nrows, cols, figsize=(3.6 * cols, 3.0 * nrows), squeeze=False, sharex=True,
-                                           layout="constrained")
+                                   layout="constrained")
     for ax, panel in zip(axes.flat, panels):
         for i, (label, pts) in enumerate(data.items()):
             ys = [p["accuracy"] if panel == "mean" else p["tasks"].get(panel, float("nan")) for p in pts]
