@@ -140,7 +140,18 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     assert looped["loop"] == [0, 2, 3] and looped["results"][0]["depth"] == 6
     assert main(["eval", str(run), "--loop", "1:5:2"]) == 2  # END beyond the depth: one line
     assert main(["analyze", str(run), "--loop", "2:1"]) == 2
-    assert main(["eval", str(out), "--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]) == 0
+    # a run evaluated on its own (as a study does while the others train) is not scored again for the comparison;
+    # one scored with other tasks or on its checkpoints is
+    capsys.readouterr()
+    first = ["--n", "2", "--shots", "1", "--tasks", "var1_code,psm"]
+    assert main(["eval", str(out / "runs" / "none" / "seed0"), *first]) == 0
+    assert main(["eval", str(out / "runs" / "midas" / "seed0"), *first[:-1], "psm,var1_code"]) == 0
+    assert main(["eval", str(out / "runs" / "equal-compute" / "seed0"), *first, "--checkpoint", "all"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(out), *first]) == 0
+    log = capsys.readouterr().out
+    assert f"reusing {out / 'runs' / 'none' / 'seed0' / 'eval' / 'primitives.json'}" in log.replace("\n", "")
+    assert log.count("evaluating final") == 2 and log.count("reusing") == 1
     table = json.loads((out / "eval" / "primitives.json").read_text())
     assert set(table) == {"none", "midas", "equal-compute"}
     # results stay usable without the models (a study published across sittings keeps only small files)

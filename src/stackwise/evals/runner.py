@@ -119,8 +119,8 @@ def run(run_dir: Path, which: str = "final", shots: int = 5, n: int = 200, seed:
         results.append({"checkpoint": name, "step": step, "depth": model.depth,
                         "val_loss": vals.get(step) if loop is None else None,  # (training logged the plain model)
                         "truncated_prompts": lm.truncated, "tasks": scores})
-    report = {"shots": shots, "n": n, "seed": seed, "context": cfg.train.seq_len, "results": results,
-              **({"loop": list(loop)} if loop else {})}
+    report = {"shots": shots, "n": n, "seed": seed, "tasks": tasks or list(TASKS), "context": cfg.train.seq_len,
+              "results": results, **({"loop": list(loop)} if loop else {})}
     (run_dir / "eval").mkdir(exist_ok=True)
     (run_dir / "eval" / result_name(loop)).write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -133,6 +133,16 @@ def _stored(path: Path, settings: dict) -> dict | None:
         return None
     stored = json.loads(path.read_text())
     return stored if all(stored.get(k) == v for k, v in settings.items()) else None
+
+
+def _stored_final(path: Path, shots: int, n: int, seed: int, tasks: list[str]) -> dict | None:
+    """A run's stored eval/primitives.json when it scores the final model alone with these settings, whether
+    `stackwise eval` wrote it for the run or for its comparison (files older than the "tasks" key name their tasks
+    in the results), else None."""
+    stored = _stored(path, {"shots": shots, "n": n, "seed": seed})
+    if stored is None or [r.get("checkpoint") for r in stored["results"]] != ["final"]:
+        return None
+    return stored if stored.get("tasks", list(stored["results"][0]["tasks"])) == tasks else None
 
 
 def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, tasks: list[str] | None = None,
@@ -148,14 +158,11 @@ def run_comparison(cmp_dir: Path, shots: int = 5, n: int = 200, seed: int = 0, t
     for arm in spec["arms"]:
         for s in spec["seeds"]:
             run_dir = cmp_dir / "runs" / arm["label"] / f"seed{s}"
-            report = _stored(run_dir / "eval" / "primitives.json",
-                             {"shots": shots, "n": n, "seed": seed, "tasks": tasks or list(TASKS)})
+            report = _stored_final(run_dir / "eval" / "primitives.json", shots, n, seed, tasks or list(TASKS))
             if report is None and not (run_dir / "final" / "model.safetensors").is_file():
                 continue
             if report is None:
                 report = run(run_dir, "final", shots, n, seed, tasks, log)
-                report["tasks"] = tasks or list(TASKS)
-                (run_dir / "eval" / "primitives.json").write_text(json.dumps(report, indent=2) + "\n")
             else:
                 log(f"reusing {run_dir / 'eval' / 'primitives.json'}")
             result = report["results"][-1]
