@@ -59,7 +59,8 @@ evaluate_finished() {  # evaluate_finished PART: the same for each finished run 
   for run in "$OUT/$1"/runs/*/seed*; do
     [ -f "$run/result.json" ] && [ -f "$run/final/model.safetensors" ] || continue
     [ -f "$run/eval/primitives.json" ] && [ -f "$run/eval/probe.json" ] && [ -f "$run/analysis/looping.json" ] && continue
-    $SW eval "$run" "${EVAL[@]}" && $SW probe "$run" "${PROBE[@]}" && $SW analyze "$run" "${ANALYZE[@]}" && publish "$1"
+    { [ -f "$run/eval/primitives.json" ] || $SW eval "$run" "${EVAL[@]}"; } && $SW probe "$run" "${PROBE[@]}" \
+      && $SW analyze "$run" "${ANALYZE[@]}" && publish "$1"  # (probe and analyze reuse what they stored)
   done
 }
 
