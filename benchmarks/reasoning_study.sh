@@ -17,7 +17,8 @@
 #           and 6e-3, seed 0; the recipe's is the study's run), MIDAS's own short sweep (the same LRs, seed 0:
 #           growth starts with a small model, whose best LR may differ), and a shallower control of the same
 #           width (5 layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show
-#           whether the full depth pays at this budget.
+#           whether the full depth pays at this budget. Each run's 5-shot primitives (n=200) are scored as it
+#           finishes (the probe and the depth analyses are the study's, not repeated here), then the report.
 #
 # The earlier pilots (a share of synthetic text mixed into prose from the first step, docs/results/reasoning/
 # pilot-0.7 and the others) are reproduced by the commands in docs/results/reasoning/README.md.
@@ -52,28 +53,34 @@ evaluate() {  # evaluate PART: primitives, probe and analyses of every run of th
   $SW eval "$OUT/$1" "${EVAL[@]}" && $SW probe "$OUT/$1" "${PROBE[@]}" && $SW analyze "$OUT/$1" "${ANALYZE[@]}"
 }
 
-evaluate_finished() {  # evaluate_finished PART: the same for each finished run whose model is here and whose
-  # evaluations are not all stored yet. Only small files are published, so a run left unevaluated when the machine
-  # goes has lost its model: the probe and the analyses would need it trained again.
+evaluate_finished() {  # evaluate_finished PART [primitives]: the same for each finished run whose model is here and
+  # whose evaluations are not all stored yet (with `primitives`, its 5-shot primitives only). Only small files are
+  # published, so a run left unevaluated when the machine goes has lost its model: it would need training again.
   local run
   for run in "$OUT/$1"/runs/*/seed*; do
     [ -f "$run/result.json" ] && [ -f "$run/final/model.safetensors" ] || continue
+    if [ "${2:-}" == primitives ]; then
+      [ -f "$run/eval/primitives.json" ] || { $SW eval "$run" "${EVAL[@]}" && publish "$1"; }
+      continue
+    fi
     [ -f "$run/eval/primitives.json" ] && [ -f "$run/eval/probe.json" ] && [ -f "$run/analysis/looping.json" ] && continue
     { [ -f "$run/eval/primitives.json" ] || $SW eval "$run" "${EVAL[@]}"; } && $SW probe "$run" "${PROBE[@]}" \
       && $SW analyze "$run" "${ANALYZE[@]}" && publish "$1"  # (probe and analyze reuse what they stored)
   done
 }
 
-train_and_evaluate() {  # train_and_evaluate PART COMPARE_ARGS...: the comparison in the background, each run
-  # evaluated (one thread, beside the training) as soon as it finishes, then the comparison's evaluation
-  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/$1" "${@:2}" &
+train_and_evaluate() {  # train_and_evaluate PART all|primitives COMPARE_ARGS...: the comparison in the background,
+  # each run evaluated (one thread, beside the training) as soon as it finishes, then the comparison's evaluation
+  # (`primitives`: the 5-shot primitives alone), then its report
+  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/$1" "${@:3}" &
   local training=$!
   while kill -0 "$training" 2>/dev/null; do
-    OMP_NUM_THREADS=1 evaluate_finished "$1" || echo "evaluating a finished run failed; retried at the end"
+    OMP_NUM_THREADS=1 evaluate_finished "$1" "$2" || echo "evaluating a finished run failed; retried at the end"
     sleep "${POLL:-60}"
   done
   wait "$training"
-  evaluate "$1"
+  if [ "$2" == primitives ]; then $SW eval "$OUT/$1" "${EVAL[@]}"; else evaluate "$1"; fi
+  $SW report "$OUT/$1"
 }
 
 PILOT=exam-first-pilot
@@ -116,8 +123,7 @@ if [[ $PART == study || $PART == all ]]; then
   if [ -f "$OUT/$PILOT/eval/primitives.json" ]; then cleared || echo "the pilot did not clear; the study runs on"; fi
   restore study
   reuse "$PILOT" none study none 0  # the same config and seed: one run serves as pilot and as the study's seed 0
-  train_and_evaluate study --seeds $SEEDS --methods none,midas,gradstack,lidas
-  $SW report "$OUT/study"
+  train_and_evaluate study all --seeds $SEEDS --methods none,midas,gradstack,lidas
   publish study
 fi
 
@@ -128,7 +134,7 @@ if [[ $PART == controls || $PART == all ]]; then
     reuse study none controls none "$seed"
     reuse study midas controls midas "$seed"
   done
-  $SW compare --jobs "$JOBS" "${CFG[@]}" --out "$OUT/controls" --seeds 2 \
+  train_and_evaluate controls primitives --seeds 2 \
       --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006:seeds=1,shallow:model.n_layers=$SHALLOW,\
 midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006:seeds=1"
   publish controls
