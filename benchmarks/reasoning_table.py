@@ -2,10 +2,13 @@
 eval/primitives.json, eval/probe.json and analysis/looping.json): per run, the final validation loss, the 5-shot
 primitives (multiple choice; bold where the 95% interval is above chance), the fine-tuning probe (mean ± std over
 its data seeds) and the looped middle block's mean accuracy per K; then per arm, the mean over seeds with a 95%
-t-interval, and each growth arm's paired difference to the same-seed baseline (the comparison's first arm).
-docs/results/reasoning/README.md's study tables come from this.
+t-interval, and each other arm's paired difference to the same-seed baseline (the comparison's first arm, or the
+arm `--pair` names: an LR sweep's growth run against the fixed-depth run at the same LR). `--primitives-only` leaves
+out the probe and looping columns (a part that does not run them). docs/results/reasoning/README.md's study and
+controls tables come from this.
 
     python benchmarks/reasoning_table.py CMP_DIR [--tasks var0_math,var0_code,...] [--name LABEL=TEXT ...]
+        [--pair LABEL=BASE_LABEL ...] [--primitives-only]
 """
 
 from __future__ import annotations
@@ -76,10 +79,12 @@ def _seed_mean(values: list[float], runs: int) -> str:
     return text if len(values) == runs else f"{text} (n={len(values)})"
 
 
-def per_run_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks: tuple[str, ...]) -> str:
+def per_run_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks: tuple[str, ...],
+                  extras: bool = True) -> str:
+    """One row per run; `extras`: the probe and looping columns too."""
     head = "| method | seed | final val loss | " + " | ".join(tasks)
-    head += " | probe | looping the middle block, K = 1, 2, ... |"
-    lines = [head, "|---|---:|---:|" + "---|" * (len(tasks) + 2)]
+    head += " | probe | looping the middle block, K = 1, 2, ... |" if extras else " |"
+    lines = [head, "|---|---:|---:|" + "---|" * (len(tasks) + 2 * extras)]
     for label, by_seed in runs.items():
         for seed, r in sorted(by_seed.items()):
             probe = "(not run)" if not r["probe"] else (
@@ -88,16 +93,21 @@ def per_run_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks
             loop = "(not run)" if r["looping"] is None else \
                 " / ".join(f"{100 * acc:.1f}" for acc in r["looping"]) + "%"
             lines.append(f"| {names.get(label, label)} | {seed} | {r['val_loss']:.3f} | "
-                         + " | ".join(_cell(r["tasks"].get(t)) for t in tasks) + f" | {probe} | {loop} |")
+                         + " | ".join(_cell(r["tasks"].get(t)) for t in tasks)
+                         + (f" | {probe} | {loop} |" if extras else " |"))
     return "\n".join(lines)
 
 
-def per_arm_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks: tuple[str, ...]) -> str:
-    """Mean over seeds [95% t-interval] per arm, then the paired difference to the same-seed baseline."""
-    base_label = next(iter(runs))
-    base = runs[base_label]
-    head = "| method | seeds | final val loss | " + " | ".join(tasks) + " | probe |"
-    lines = ["Mean over seeds [95% t-interval]:", "", head, "|---|---:|---:|" + "---:|" * (len(tasks) + 1)]
+def per_arm_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks: tuple[str, ...],
+                  pairs: dict[str, str] | None = None, extras: bool = True) -> str:
+    """Mean over seeds [95% t-interval] per arm, then each arm's paired difference to the same-seed baseline: the
+    first arm, or the arm `pairs` maps it to (an arm that is some other arm's base is not itself paired)."""
+    first = next(iter(runs))
+    pairs = {label: (pairs or {}).get(label, first) for label in runs}
+    unknown = {b for b in pairs.values() if b not in runs}
+    assert not unknown, f"--pair: no finished run of {', '.join(sorted(unknown))}"
+    head = "| method | seeds | final val loss | " + " | ".join(tasks) + (" | probe |" if extras else " |")
+    lines = ["Mean over seeds [95% t-interval]:", "", head, "|---|---:|---:|" + "---:|" * (len(tasks) + extras)]
     for label, by_seed in runs.items():
         rs = [by_seed[s] for s in sorted(by_seed)]
         probes = [statistics.mean(r["probe"]) for r in rs if r["probe"]]
@@ -105,19 +115,23 @@ def per_arm_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks
         lines.append(
             f"| {names.get(label, label)} | {len(rs)} | {loss} | "
             + " | ".join(_seed_mean([r["tasks"][t][0] for r in rs if t in r["tasks"]], len(rs)) for t in tasks)
-            + f" | {_seed_mean(probes, len(rs))} |")
-    lines += ["", f"Paired difference to the same-seed {names.get(base_label, base_label)} (the method's minus the "
+            + (f" | {_seed_mean(probes, len(rs))} |" if extras else " |"))
+    lines += ["", "Paired difference to the same-seed baseline it is paired with (the method's minus the "
               "baseline's; accuracy in points), mean [95% t-interval]:", "",
-              "| method | paired seeds | final val loss | " + " | ".join(tasks) + " |",
-              "|---|---:|---:|" + "---:|" * len(tasks)]
-    for label, by_seed in list(runs.items())[1:]:
+              "| method | paired with | paired seeds | final val loss | " + " | ".join(tasks) + " |",
+              "|---|---|---:|---:|" + "---:|" * len(tasks)]
+    for label, by_seed in runs.items():
+        if label in pairs.values():
+            continue
+        base_label = pairs[label]
+        base = runs[base_label]
         seeds = sorted(set(by_seed) & set(base))
         loss = paired_difference([by_seed[s]["val_loss"] - base[s]["val_loss"] for s in seeds])
         cells = [_interval(paired_difference([by_seed[s]["tasks"][t][0] - base[s]["tasks"][t][0] for s in seeds
                                               if t in by_seed[s]["tasks"] and t in base[s]["tasks"]]), True, True)
                  for t in tasks]
-        lines.append(f"| {names.get(label, label)} | {len(seeds)} | {_interval(loss, False, True)} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {names.get(label, label)} | {names.get(base_label, base_label)} | {len(seeds)} | "
+                     f"{_interval(loss, False, True)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -138,11 +152,16 @@ def main() -> None:
     ap.add_argument("cmp_dir", type=Path)
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--name", action="append", default=[], help="LABEL=TEXT: the name shown for an arm")
+    ap.add_argument("--pair", action="append", default=[],
+                    help="LABEL=BASE_LABEL: pair this arm with that one (default: the comparison's first arm)")
+    ap.add_argument("--primitives-only", action="store_true", help="leave out the probe and looping columns")
     args = ap.parse_args()
     tasks = tuple(args.tasks.split(","))
     names = {**NAMES, **dict(n.split("=", 1) for n in args.name)}
+    pairs = dict(n.split("=", 1) for n in args.pair)
     runs = collect(args.cmp_dir, tasks)
-    print(per_run_table(runs, names, tasks), "", per_arm_table(runs, names, tasks), sep="\n")
+    extras = not args.primitives_only
+    print(per_run_table(runs, names, tasks, extras), "", per_arm_table(runs, names, tasks, pairs, extras), sep="\n")
 
 
 if __name__ == "__main__":

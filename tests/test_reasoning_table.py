@@ -41,7 +41,30 @@ def test_tables_from_a_comparisons_small_files(tmp_path):
     half = 12.706 * (0.2 / 2 ** 0.5) / 2 ** 0.5  # t(0.975, 1 d.o.f.) x the std of (3.4, 3.6) / sqrt 2
     assert f"| baseline | 2 | 3.500 [{3.5 - half:.3f}, {3.5 + half:.3f}] | 55.0 [" in arms
     # paired: midas - none = (+0.1, +0.3) in loss, (-30, -10) points: mean +0.2 and -20.0
-    line = next(row for row in arms.splitlines() if row.startswith("| MIDAS | 2 | +0.200"))
+    line = next(row for row in arms.splitlines() if row.startswith("| MIDAS | baseline | 2 | +0.200"))
     assert "| −20.0 [" in line
     diffs = reasoning_table.paired_difference([-0.3, -0.1])
     assert diffs["mean"] == pytest.approx(-0.2) and f"{100 * diffs['ci95'][0]:+.1f}".replace("-", "−") in line
+
+
+def test_an_arm_paired_with_another_than_the_first_and_the_primitives_alone(tmp_path):
+    """An LR sweep: MIDAS at LR 6e-3 minus the fixed-depth run at 6e-3 (not the first arm, which is at another LR);
+    the arm it is paired with is not itself paired; without probe and looping columns."""
+    (tmp_path / "compare.json").write_text(json.dumps(
+        {"arms": [{"label": "none"}, {"label": "lr6"}, {"label": "midas6"}], "seeds": [0]}))
+    runs = tmp_path / "runs"
+    _run(runs / "none" / "seed0", 3.4, 0.6, 0.55, probe=[0.2])
+    _run(runs / "lr6" / "seed0", 3.5, 0.5, 0.45)
+    _run(runs / "midas6" / "seed0", 3.7, 0.2, 0.1)
+    numbers = reasoning_table.collect(tmp_path, ("var0_code",))
+    arms = reasoning_table.per_arm_table(numbers, {}, ("var0_code",), {"midas6": "lr6"}, extras=False)
+    means, diffs = arms.split("Paired difference")
+    assert "| lr6 | 1 | 3.500 | 50.0 |" in means.splitlines()
+    # 3.7 - 3.5 and 20% - 50%; lr6, a base, and none are not among the differences
+    assert [row for row in diffs.splitlines() if row.startswith("| ") and "---" not in row][1:] == [
+        "| midas6 | lr6 | 1 | +0.200 | −30.0 |"]
+    assert "probe" not in arms
+    runs_table = reasoning_table.per_run_table(numbers, {}, ("var0_code",), extras=False)
+    assert "| none | 0 | 3.400 | **60.0% [55%, 65%]** |" in runs_table and "probe" not in runs_table
+    with pytest.raises(AssertionError, match="no finished run of lr3"):
+        reasoning_table.per_arm_table(numbers, {}, ("var0_code",), {"midas6": "lr3"})
