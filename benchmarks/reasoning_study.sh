@@ -17,8 +17,11 @@
 #           and 6e-3, seed 0; the recipe's is the study's run), MIDAS's own short sweep (the same LRs, seed 0:
 #           growth starts with a small model, whose best LR may differ), and a shallower control of the same
 #           width (5 layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show
-#           whether the full depth pays at this budget. Each run's 5-shot primitives (n=200) are scored as it
-#           finishes (the probe and the depth analyses are the study's, not repeated here), then the report.
+#           whether the full depth pays at this budget; and MIDAS growing early (growth at steps 500, 1250 and
+#           2000, seeds 0-1), at full depth before the data switch at step 2500: whether the look-up the growth
+#           arms lose after it goes with the last growth event or with the switch. Each run's 5-shot primitives
+#           (n=200) are scored as it finishes (the probe and the depth analyses are the study's, not repeated
+#           here), then the report.
 #
 # The earlier pilots (a share of synthetic text mixed into prose from the first step, docs/results/reasoning/
 # pilot-0.7 and the others) are reproduced by the commands in docs/results/reasoning/README.md.
@@ -41,12 +44,13 @@ PROBE=(--n-train 256 --seeds 3 --steps 200 --batch-size 32 --lr 1e-3 --eval-ever
 ANALYZE=(--k-max 4 --n 100)
 SEEDS=3
 SHALLOW=5
+EARLY=0.1,0.15,0.15,0.6  # MIDAS's stage shares with every growth event before the switch (depths 2-4-6-8)
 if [ -n "${SMOKE:-}" ]; then  # every step on a tiny model and budget: checks the script, measures nothing
   CFG=(--config reasoning --model.n_layers 4 --model.d_model 32 --model.n_heads 2 --model.vocab_size 512
        --train.steps 24 --train.seq_len 64 --train.warmup_steps 2 --eval.every 12 --eval.primitives_every 12
        --eval.primitives_n 4 --checkpoint.every 12 --data.stages "0=synthetic:0:32:exam:1.0;12=bundled:0.3,synthetic:0.7")
   EVAL=(--n 4 --shots 1) PROBE=(--n-train 8 --seeds 1 --steps 2 --batch-size 4 --eval-every 1 --window 1 --n-test 10)
-  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1 SHALLOW=3 POLL=${POLL:-2}
+  ANALYZE=(--k-max 2 --n 2 --batches 1) SEEDS=1 SHALLOW=3 EARLY=0.25,0.75 POLL=${POLL:-2}
 fi
 
 evaluate() {  # evaluate PART: primitives, probe and analyses of every run of the comparison (stored ones reused)
@@ -136,7 +140,7 @@ if [[ $PART == controls || $PART == all ]]; then
   done
   train_and_evaluate controls primitives --seeds 2 \
       --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006:seeds=1,shallow:model.n_layers=$SHALLOW,\
-midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006:seeds=1"
+midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006:seeds=1,midas:growth.stage_fractions=[$EARLY]"
   publish controls
 fi
 echo "reports in $DOC"

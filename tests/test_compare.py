@@ -52,6 +52,17 @@ def test_parse_methods():
         compare.parse_methods("midas:alpha")
     with pytest.raises(UserError, match="twice"):
         compare.parse_methods("midas,midas")
+    # a value in brackets holds commas and colons: a list, a data mix
+    base, listed, mixed = compare.parse_methods(
+        "midas:growth.stage_fractions=[0.1,0.3,0.6]:seeds=1, none:data.mix=[bundled:0.8,synthetic:0.2]")
+    assert base.label == "none"
+    assert (listed.label, listed.max_seeds) == ("midas_growth.stage_fractions-0.1-0.3-0.6", 1)
+    assert listed.overrides == {"growth.method": "midas", "growth.stage_fractions": "0.1,0.3,0.6"}
+    assert mixed.overrides == {"growth.method": "none", "data.mix": "bundled:0.8,synthetic:0.2"}
+    assert mixed.label == "none_data.mix-bundled_0.8-synthetic_0.2"
+    for bad in ("midas:growth.stage_fractions=[0.1,0.3", "midas:growth.stage_fractions=0.1]"):
+        with pytest.raises(UserError, match="unbalanced"):
+            compare.parse_methods(bad)
 
 
 def test_equal_compute_arm_uses_the_fastest_growth_method(tiny_cfg):

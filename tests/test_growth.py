@@ -107,6 +107,9 @@ def test_stage_fractions_and_speedups():
     cfg = load(None, {"model.n_layers": 4, "growth.method": "midas", "growth.block_size": 2, "train.steps": 10,
                       "growth.stage_fractions": "0.3,0.7"})
     assert [(s.start_step, s.end_step) for s in growth.plan(cfg)] == [(0, 3), (3, 10)]
+    bracketed = load(None, {"model.n_layers": 4, "growth.method": "midas", "growth.block_size": 2,
+                            "train.steps": 10, "growth.stage_fractions": "[0.3, 0.7]"})
+    assert bracketed.growth.stage_fractions == [0.3, 0.7]
     for alpha, k, want in [(1, 6, 1.385), (2, 6, 1.238), (3, 6, 1.163), (2, 8, 1.259)]:
         cfg = load(None, {"model.n_layers": k, "growth.method": "midas", "growth.block_size": 1,
                           "growth.alpha": alpha, "train.steps": 10**7})

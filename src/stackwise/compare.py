@@ -7,6 +7,8 @@ Method specs (`--methods`) are comma-separated; each is a name optionally follow
     midas:growth.alpha=2                   MIDAS with PROP-2, beside PROP-1 in the same comparison
     shallow:model.n_layers=4               a label that is not a method runs the baseline path with its overrides
     lidas:seeds=2                          `seeds=N` caps that arm at N seeds (the cheaper arms of a long study)
+    midas:growth.stage_fractions=[0.1,0.3,0.6]   a value in [brackets] may hold commas and colons (a list, a
+                                           data.mix); the brackets are dropped
 
 Each arm × seed is its own `python -m stackwise train` process under OUT/runs/<arm>/seed<S>/, so a crash loses one
 run; a finished run (result.json present) is reused when the command is repeated, and an interrupted one resumes
@@ -48,12 +50,27 @@ class Arm:
     max_seeds: int | None = None  # None: every seed of the comparison
 
 
+def _split(text: str, sep: str) -> list[str]:
+    """`text` split at each `sep` outside [brackets]."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += (ch == "[") - (ch == "]")
+        if depth < 0:
+            raise UserError(f"--methods: unbalanced ']' in '{text}'")
+        if ch == sep and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    if depth:
+        raise UserError(f"--methods: unbalanced '[' in '{text}'")
+    return parts + [text[start:]]
+
+
 def parse_methods(text: str) -> list[Arm]:
     arms = []
-    for spec in (s.strip() for s in text.split(",")):
+    for spec in (s.strip() for s in _split(text, ",")):
         if not spec:
             continue
-        name, *pairs = spec.split(":")
+        name, *pairs = _split(spec, ":")
         overrides, max_seeds = {}, None
         if name in operators.methods():
             overrides["growth.method"] = name
@@ -68,9 +85,9 @@ def parse_methods(text: str) -> list[Arm]:
                 continue
             if not sep or "." not in key:
                 raise UserError(f"--methods: '{pair}' in '{spec}' is not field=value (e.g. growth.alpha=2)")
-            overrides[key] = value
+            overrides[key] = value[1:-1] if value.startswith("[") and value.endswith("]") else value
         overrides.setdefault("growth.method", BASELINE)
-        label = ":".join([name, *(p for p in pairs if not p.startswith("seeds="))])
+        label = ":".join([name, *(p for p in pairs if not p.startswith("seeds="))]).replace("[", "").replace("]", "")
         label = re.sub(r"[^A-Za-z0-9_.-]+", "-", label.replace(":", "_").replace("=", "-"))  # one path component
         arms.append(Arm(label, overrides, max_seeds))
     if len({a.label for a in arms}) != len(arms):

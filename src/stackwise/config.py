@@ -316,7 +316,7 @@ def _coerce_list(key: str, value: Any) -> list[float] | None:
     if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
         return None
     if isinstance(value, str):
-        value = value.split(",")
+        value = value.strip().removeprefix("[").removesuffix("]").split(",")
     if isinstance(value, (int, float)):
         value = [value]
     try:
