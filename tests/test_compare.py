@@ -146,6 +146,16 @@ def test_compare_end_to_end_and_reuse(corpus, tmp_path, capsys):
     analysis = json.loads((out / "analysis" / "analysis.json").read_text())
     assert set(analysis) == {"none", "midas", "equal-compute"} and len(analysis["midas"]["looping_mean_accuracy"]) == 2
     assert "Depth analyses" in (out / "report.md").read_text() and (out / "analysis" / "analysis.png").is_file()
+    # analysed again with the same settings: each run's stored analyses are reused, unless its model is another
+    settings = run / "analysis" / "settings.json"
+    stored = json.loads(settings.read_text())
+    assert len(stored["model_sha256"]) == 64
+    settings.write_text(json.dumps({**stored, "model_sha256": "0" * 64}))
+    capsys.readouterr()
+    assert main(["analyze", str(out), "--k-max", "2", "--n", "2", "--tasks", "var0_basic", "--batches", "1"]) == 0
+    log = capsys.readouterr().out.replace("\n", "")
+    assert log.count("(made with the same settings from this model)") == 2 and log.count("analyzing ") == 1
+    assert f"analyzing {run}" in log and json.loads(settings.read_text()) == stored
     assert main(["eval", str(run), "--loop", "0:2:3", "--n", "2", "--shots", "1", "--tasks", "var0_basic"]) == 0
     looped = json.loads((run / "eval" / "primitives-loop-0-2-3.json").read_text())
     assert looped["loop"] == [0, 2, 3] and looped["results"][0]["depth"] == 6

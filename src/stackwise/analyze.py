@@ -36,6 +36,22 @@ def _val_batches(run: Path, cfg, n_batches: int):
     return tok, val_batches(val, n_batches, cfg.train.batch_size, cfg.train.seq_len)
 
 
+def _model_sha256(run: Path) -> str | None:
+    """The final model's SHA-256 from its manifest (verified when the model loads), None when it is not at hand:
+    stored analyses are reused only for the model they were made from."""
+    if not (run / "final").is_dir():
+        return None
+    from stackwise import checkpoint
+
+    manifest = run / "final" / checkpoint.MANIFEST
+    if not manifest.is_file():
+        raise UserError(f"{run / 'final'}: no {checkpoint.MANIFEST}; cannot tell which model it holds")
+    entry = json.loads(manifest.read_text())["files"].get("model.safetensors")
+    if entry is None:
+        raise UserError(f"{manifest}: lists no model.safetensors")
+    return entry["sha256"]
+
+
 def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, n: int = 50,
                 tasks: list[str] | None = None, batches: int = 8, log=print) -> dict[str, Any]:
     from stackwise.evals import runner
@@ -44,13 +60,22 @@ def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, 
     run = Path(run)
     settings = {"loop": list(loop) if loop else None, "k_max": k_max, "n": n, "tasks": list(tasks or DEFAULT_TASKS),
                 "batches": batches}
-    stored = run / "analysis" / "settings.json"
-    if not (run / "final").is_dir() and stored.is_file():
-        if json.loads(stored.read_text()) != settings:
+    names = ("looping", "similarity", "depth_use")
+    path = run / "analysis" / "settings.json"
+    stored = json.loads(path.read_text()) if path.is_file() else None
+    if stored is not None and not all((run / "analysis" / f"{name}.json").is_file() for name in names):
+        stored = None
+    model_sha = _model_sha256(run)
+    if stored is not None and model_sha is None:
+        if {k: v for k, v in stored.items() if k != "model_sha256"} != settings:
             raise UserError(f"{run}: its analysis was made with other settings, and its model is not at hand")
         log(f"reusing {run / 'analysis'} (made with the same settings; the model is not at hand)")
-        return {name: json.loads((run / "analysis" / f"{name}.json").read_text())
-                for name in ("looping", "similarity", "depth_use")}
+    elif stored is not None and stored == {**settings, "model_sha256": model_sha}:
+        log(f"reusing {run / 'analysis'} (made with the same settings from this model)")
+    else:
+        stored = None
+    if stored is not None:
+        return {name: json.loads((run / "analysis" / f"{name}.json").read_text()) for name in names}
     cfg = config_mod.from_dict(yaml.safe_load((run / "config.yaml").read_text()))
     (_, _, model), = runner.models(run, "final")
     model.eval()
@@ -76,7 +101,7 @@ def analyze_run(run: Path, loop: tuple[int, int] | None = None, k_max: int = 3, 
     }
     for name, value in results.items():
         (out / f"{name}.json").write_text(json.dumps(value, indent=2) + "\n")
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    (out / "settings.json").write_text(json.dumps({**settings, "model_sha256": model_sha}, indent=2) + "\n")
     _plot_run(results, out, model.depth)
     return results
 
