@@ -4,11 +4,13 @@ primitives (multiple choice; bold where the 95% interval is above chance), the f
 its data seeds) and the looped middle block's mean accuracy per K; then per arm, the mean over seeds with a 95%
 t-interval, and each other arm's paired difference to the same-seed baseline (the comparison's first arm, or the
 arm `--pair` names: an LR sweep's growth run against the fixed-depth run at the same LR). `--primitives-only` leaves
-out the probe and looping columns (a part that does not run them). docs/results/reasoning/README.md's study and
-controls tables come from this.
+out the probe and looping columns (a part that does not run them). `--during-training TASK --steps S,S,...`
+prints instead one task's in-training scores at those steps, each arm's seeds pooled (correct answers over
+queries, 95% Wilson interval; the depth each arm had there). docs/results/reasoning/README.md's study and controls
+tables come from this.
 
     python benchmarks/reasoning_table.py CMP_DIR [--tasks var0_math,var0_code,...] [--name LABEL=TEXT ...]
-        [--pair LABEL=BASE_LABEL ...] [--primitives-only]
+        [--pair LABEL=BASE_LABEL ...] [--primitives-only] [--during-training TASK --steps 2000,2500,...]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
+from stackwise.evals.scoring import wilson
 from stackwise.report import paired_difference, plotted_score
 
 TASKS = ("var0_math", "var0_code", "var0_basic", "var1_basic", "var1_code", "copy_random", "copy_words")
@@ -135,6 +138,42 @@ def per_arm_table(runs: dict[str, dict[int, dict]], names: dict[str, str], tasks
     return "\n".join(lines)
 
 
+def during_training_table(cmp_dir: Path, task: str, steps: list[int], names: dict[str, str]) -> str:
+    """One task's in-training score (the plotted one: multiple choice where defined) at each step, every arm's
+    finished runs pooled: correct / queries with a 95% Wilson interval, and the depths the runs had there."""
+    spec = json.loads((cmp_dir / "compare.json").read_text())
+    lines = ["| method | runs | " + " | ".join(f"step {s}" for s in steps) + " |", "|---|---:|" + "---|" * len(steps)]
+    for arm in spec["arms"]:
+        pooled = {s: [0, 0, set()] for s in steps}
+        runs = 0
+        for seed in spec["seeds"]:
+            run = cmp_dir / "runs" / arm["label"] / f"seed{seed}"
+            path = run / "eval" / "primitives_during_training.jsonl"
+            if not (run / "result.json").is_file() or not path.is_file():
+                continue
+            runs += 1
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                if row["step"] in pooled and task in row["tasks"]:
+                    score = plotted_score(row["tasks"][task])
+                    pooled[row["step"]][0] += score["correct"]
+                    pooled[row["step"]][1] += score["n"]
+                    pooled[row["step"]][2].add(row["depth"])
+        if not runs:
+            continue
+        cells = []
+        for s in steps:
+            correct, n, depths = pooled[s]
+            if not n:
+                cells.append("—")
+                continue
+            lo, hi = wilson(correct, n)
+            depth = "/".join(str(d) for d in sorted(depths))
+            cells.append(f"{_pct(correct / n)} [{100 * lo:.0f}%, {100 * hi:.0f}%] (n={n}, depth {depth})")
+        lines.append(f"| {names.get(arm['label'], arm['label'])} | {runs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def collect(cmp_dir: Path, tasks: tuple[str, ...]) -> dict[str, dict[int, dict]]:
     spec = json.loads((cmp_dir / "compare.json").read_text())
     runs: dict[str, dict[int, dict]] = {}
@@ -155,9 +194,14 @@ def main() -> None:
     ap.add_argument("--pair", action="append", default=[],
                     help="LABEL=BASE_LABEL: pair this arm with that one (default: the comparison's first arm)")
     ap.add_argument("--primitives-only", action="store_true", help="leave out the probe and looping columns")
+    ap.add_argument("--during-training", metavar="TASK", help="one task's in-training scores, seeds pooled")
+    ap.add_argument("--steps", default="", help="with --during-training: the steps, comma-separated")
     args = ap.parse_args()
     tasks = tuple(args.tasks.split(","))
     names = {**NAMES, **dict(n.split("=", 1) for n in args.name)}
+    if args.during_training:
+        print(during_training_table(args.cmp_dir, args.during_training, [int(s) for s in args.steps.split(",")], names))
+        return
     pairs = dict(n.split("=", 1) for n in args.pair)
     runs = collect(args.cmp_dir, tasks)
     extras = not args.primitives_only

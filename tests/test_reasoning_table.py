@@ -68,3 +68,29 @@ def test_an_arm_paired_with_another_than_the_first_and_the_primitives_alone(tmp_
     assert "| none | 0 | 3.400 | **60.0% [55%, 65%]** |" in runs_table and "probe" not in runs_table
     with pytest.raises(AssertionError, match="no finished run of lr3"):
         reasoning_table.per_arm_table(numbers, {}, ("var0_code",), {"midas6": "lr3"})
+
+
+def test_in_training_scores_pooled_over_seeds(tmp_path):
+    """Correct answers and queries summed over an arm's finished runs at each step, with the Wilson interval of the
+    sum and the depths the runs had; an unfinished run is left out."""
+    (tmp_path / "compare.json").write_text(json.dumps({"arms": [{"label": "none"}, {"label": "midas"}],
+                                                       "seeds": [0, 1]}))
+
+    def during(run, rows):
+        _run(run, 3.5, 0.5, 0.4)
+        (run / "eval" / "primitives_during_training.jsonl").write_text("".join(json.dumps(
+            {"step": step, "depth": depth, "tasks": {"var0_code": {"multiple_choice": {
+                "accuracy": c / 50, "correct": c, "n": 50, "chance": 0.2, "ci95": [0, 1]}}}}) + "\n"
+            for step, depth, c in rows))
+
+    runs = tmp_path / "runs"
+    during(runs / "none" / "seed0", [(500, 4, 10), (1000, 4, 20)])
+    during(runs / "none" / "seed1", [(500, 4, 30), (1000, 4, 40)])
+    during(runs / "midas" / "seed0", [(500, 2, 5), (1000, 4, 25)])
+    during(runs / "midas" / "seed1", [(500, 2, 50), (1000, 4, 50)])
+    (runs / "midas" / "seed1" / "result.json").unlink()  # still training
+    table = reasoning_table.during_training_table(tmp_path, "var0_code", [500, 1000], reasoning_table.NAMES)
+    lo, hi = reasoning_table.wilson(40, 100)
+    assert f"| baseline | 2 | 40.0% [{100 * lo:.0f}%, {100 * hi:.0f}%] (n=100, depth 4) | 60.0% [" in table
+    lo, hi = reasoning_table.wilson(5, 50)
+    assert f"| MIDAS | 1 | 10.0% [{100 * lo:.0f}%, {100 * hi:.0f}%] (n=50, depth 2) | 50.0% [" in table
