@@ -10,7 +10,8 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 (chance: about 1 in 9 for any digit, or 1 in the number of values bound for a model that copies a bound value).
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
-                                     --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --canon A --canon-kernel 4
+                                     --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --weight-decay 0.1
+                                     --attn-gain 1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
                                      --small STEP --ask-source STEP --answer-loss --grow STEP[,STEP]
                                      --grow-method midas --block 2 --tie K --save PREFIX --attention]
@@ -26,6 +27,9 @@ read of an alias's own line by itself.
 `--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
 2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
 progress also scores held-out problems in the first stage's form.
+Optimisation levers for the second hop's plateau: `--lr`, `--batch`, `--weight-decay` (AdamW's), and `--attn-gain G`
+(every attention logit multiplied by G, a softmax temperature of 1/G: Hoffmann et al. 2024, arXiv 2310.12956, trace
+the plateaus of two-step tasks to the softmax's small gradients for the queries and keys).
 
 Depth as the growth methods shape it: `--grow STEP[,STEP...]` starts with `--layers` minus one block (`--block`) per
 step and grows by a block at each step with a growth method's source map (`--grow-method`, default midas; copy init,
@@ -291,8 +295,19 @@ def grow_steps(args) -> list[int]:
     return sorted(int(s) for s in args.grow.split(",")) if args.grow else []
 
 
-def adamw(model: Transformer, lr: float) -> torch.optim.AdamW:
-    return torch.optim.AdamW(model.parameters(), lr, betas=(0.9, 0.95), weight_decay=0.1)
+def adamw(model: Transformer, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr, betas=(0.9, 0.95), weight_decay=weight_decay)
+
+
+def sharpen(model: Transformer, gain: float) -> None:
+    """`--attn-gain G`: every layer's queries multiplied by G, so its attention logits are G times q.k/sqrt(d) (a
+    softmax temperature of 1/G; Hoffmann et al. 2024, arXiv 2310.12956, trace the plateaus of two-step tasks to the
+    softmax and shorten them by its temperature). A layer added by growth gets it too (marked, never twice)."""
+    for layer in dict.fromkeys(model.layers):
+        q_proj = layer.self_attn.q_proj
+        if gain != 1.0 and not getattr(q_proj, "sharpened", False):
+            q_proj.register_forward_hook(lambda module, inputs, out: out * gain)
+            q_proj.sharpened = True
 
 
 def build(cfg, args) -> Transformer:
@@ -314,7 +329,8 @@ def grow(model: Transformer, opt: torch.optim.AdamW, args) -> torch.optim.AdamW:
     old_params = dict(model.named_parameters())
     model.layers = torch.nn.ModuleList(grow_layers(list(model.layers), source_map, "copy", args.init_std,
                                                    args.layers))
-    new = adamw(model, opt.param_groups[0]["lr"])
+    sharpen(model, args.attn_gain)
+    new = adamw(model, opt.param_groups[0]["lr"], args.weight_decay)
     transfer_state(OptimizerSet([opt]), old_params, OptimizerSet([new]), model, *parameter_sources(model, source_map),
                    "copy")
     return new
@@ -328,7 +344,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                                       "growth.method": "none"})  # (the toy grows by --grow, not by the recipe)
     torch.manual_seed(0)
     model = build(cfg, args)
-    opt = adamw(model, args.lr)
+    sharpen(model, args.attn_gain)
+    opt = adamw(model, args.lr, args.weight_decay)
     now = {"step": 0}
     data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
@@ -410,6 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--init-std", type=float, default=0.1)
+    parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's weight decay")
+    parser.add_argument("--attn-gain", type=float, default=1.0, metavar="G",
+                        help="attention logits multiplied by G (softmax temperature 1/G)")
     parser.add_argument("--canon", default="A", help="the Canon sites of the second model (model.canon)")
     parser.add_argument("--canon-kernel", type=int, default=4, help="tokens a Canon layer mixes (canon_kernel)")
     parser.add_argument("--gap", type=int, default=0, help="dashes between a short question and its answer")

@@ -145,7 +145,7 @@ def _toy_args(**kw):
                 canon="A", canon_kernel=4, gap=0, every=4, aliases=True, trace="2:8", near=0, ask_near=0, small=6,
                 answer_loss=False, canon_only=True, save="", grow="", grow_method="midas", block=2, tie=1,
                 attention=False, ask_source=0)
-    return argparse.Namespace(**{**args, **kw})
+    return argparse.Namespace(**{**vars(lookup_toy.build_parser().parse_args([])), **args, **kw})
 
 
 @pytest.mark.parametrize("depth", [{}, {"layers": 3, "block": 1, "grow": "6"}, {"tie": 2}],
@@ -191,7 +191,7 @@ def _grown_toy(method: str, block: int):
     model = lookup_toy.build(lookup_toy.config_mod.load("default", {"model.d_model": 16, "model.n_layers": 2 + block,
                                                                    "model.n_heads": 1, "model.vocab_size": 128,
                                                                    "growth.method": "none"}), args)
-    opt = lookup_toy.adamw(model, 1e-3)
+    opt = lookup_toy.adamw(model, 1e-3, 0.1)
     model(torch.randint(0, 128, (2, 8))).sum().backward()
     opt.step()
     return model, opt, args
@@ -215,6 +215,28 @@ def test_a_toy_growth_step_copies_each_source_layer_and_its_optimizer_state(meth
     assert all(new_opt.state[p]["exp_avg"] is not opt.state[q]["exp_avg"]  # state copied, not shared
                for p, q in zip(copy.parameters(), old[source_map[growth.new_positions(source_map)[0]]]
                                .parameters()))
+
+
+def test_attn_gain_multiplies_every_layers_attention_logits_once_grown_layers_included():
+    """--attn-gain G equals the same model with its query weights multiplied by G (the logits are linear in q), on
+    the layers a growth step adds too, and sharpening again does not compound it."""
+    model, opt, args = _grown_toy("midas", 1)
+    args.attn_gain = 3.0
+    lookup_toy.sharpen(model, 3.0)
+    lookup_toy.grow(model, opt, args)
+    lookup_toy.sharpen(model, 3.0)
+    assert model.depth == 3
+    hand = lookup_toy.Transformer(model.cfg, n_layers=3)
+    hand.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer in hand.layers:
+            layer.self_attn.q_proj.weight.mul_(3.0)
+    x = torch.randint(0, 128, (2, 8))
+    plain = lookup_toy.Transformer(model.cfg, n_layers=3)
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert (model(x) - hand(x)).abs().max() < 1e-6
+        assert (plain(x) - hand(x)).abs().max() > 1e-5  # (the gain changes the output: the check above can fail)
 
 
 def test_a_looped_toy_model_runs_the_same_layers_k_times():
