@@ -14,7 +14,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
                                      --attn-gain 1 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
                                      --small STEP --ask-source STEP --answer-loss --grow STEP[,STEP]
-                                     --grow-method midas --block 2 --tie K --save PREFIX --attention]
+                                     --grow-method midas --block 2 --tie K --save PREFIX --stop STEP --attention]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
 scores names bound to numbers and aliases apart: an alias's value takes two look-ups (its source's name, then that
@@ -36,7 +36,8 @@ step and grows by a block at each step with a growth method's source map (`--gro
 the optimizer's state copied from each source as stackwise does), so the last stage has `--layers` layers; `--tie K`
 trains a looped model instead: `--layers / K` layers whose stack is run K times (weights shared). `--save PREFIX`
 keeps each model's state at every score and resumes from it when run again (the problems replayed to where it
-stopped, so the result is the same as an uninterrupted run's), for runs longer than a sitting.
+stopped, so the result is the same as an uninterrupted run's), for runs longer than a sitting; `--stop STEP` ends a
+run after that step (its LR schedule still laid over `--steps`), to be lengthened later.
 `--attention` prints, at the end, where each layer looks when it predicts an answer's first digit: its attention on
 the asked name's binding line and, for an alias, on its source's (a saved run resumed at its last step prints it
 without training further).
@@ -371,7 +372,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
             now["step"] = step
             next(data)
         print(f"canon {canon or 'none'}: resumed at step {start}", file=sys.stderr, flush=True)
-    for step in range(start + 1, args.steps + 1):
+    for step in range(start + 1, min(args.stop or args.steps, args.steps) + 1):
         now["step"] = step
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
         for group in opt.param_groups:
@@ -401,9 +402,10 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         print(f"canon {canon or 'none'} step {start}: sources {source_accuracy(model, first_stage, args.seq)}",
               file=sys.stderr, flush=True)
     if args.attention:
+        step_at = min(args.stop or args.steps, args.steps)
         shares = attention_shares(model, held_out, args.seq)
         keys = list(shares[0])
-        print(f"Attention at the answers' `?` (canon {canon or 'none'}, step {args.steps}), mean weight on:\n"
+        print(f"Attention at the answers' `?` (canon {canon or 'none'}, step {step_at}), mean weight on:\n"
               f"| layer | {' | '.join(keys)} |\n|---:|" + "---:|" * len(keys))
         for i, row in enumerate(shares):
             print(f"| {i} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
@@ -411,9 +413,10 @@ def run(args, canon: str) -> list[tuple[float, float]]:
 
 
 def settings(args) -> dict:
-    """What a saved run must share with the command that resumes it: every option but `--save`, `--attention` and
-    `--steps` (the LR decays over the last 20% of the steps, so a run still at its peak LR may be lengthened)."""
-    return {k: v for k, v in vars(args).items() if k not in ("save", "steps", "attention")}
+    """What a saved run must share with the command that resumes it: every option but `--save`, `--attention`,
+    `--stop` and `--steps` (the LR decays over the last 20% of the steps, so a run still at its peak LR may be
+    lengthened)."""
+    return {k: v for k, v in vars(args).items() if k not in ("save", "steps", "stop", "attention")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -449,6 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="train on the answers' digits only (the loss of every other character dropped)")
     parser.add_argument("--save", default="", metavar="PREFIX",
                         help="save model, optimizer and scores to PREFIX.<canon>.pt at every score; resume from it")
+    parser.add_argument("--stop", type=int, default=0, metavar="STEP",
+                        help="stop after this step (the schedule still laid over --steps); resume with --save")
     parser.add_argument("--grow", default="", metavar="STEP[,STEP...]",
                         help="start a block per step shallower and grow by a block at each of these steps")
     parser.add_argument("--grow-method", default="midas", choices=sorted(operators.OPERATORS),

@@ -184,6 +184,14 @@ def test_a_saved_toy_run_resumes_to_the_uninterrupted_runs_scores(tmp_path, monk
         lookup_toy.run(toy_args(save=prefix, ask_source=4), "A")
 
 
+def test_a_toy_run_stopped_early_and_lengthened_matches_the_uninterrupted_run(tmp_path):
+    straight = lookup_toy.run(_toy_args(save=str(tmp_path / "straight")), "A")
+    prefix = str(tmp_path / "toy")
+    assert lookup_toy.run(_toy_args(save=prefix, stop=8), "A") == straight[:2]  # scored at 4 and 8, then stopped
+    assert torch.load(tmp_path / "toy.A.pt", weights_only=False)["step"] == 8
+    assert lookup_toy.run(_toy_args(save=prefix), "A") == straight
+
+
 def _grown_toy(method: str, block: int):
     """A 2-layer toy model after one training step, and its optimizer."""
     args = _toy_args(layers=2 + block, block=block, grow="1", grow_method=method)
