@@ -11,7 +11,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --weight-decay 0.1
-                                     --attn-gain 1 --canon A --canon-kernel 4
+                                     --attn-gain 1 --seed 0 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
                                      --small STEP --ask-source STEP --answer-loss --grow STEP[,STEP]
                                      --grow-method midas --block 2 --tie K --save PREFIX --stop STEP --attention]
@@ -38,6 +38,7 @@ trains a looped model instead: `--layers / K` layers whose stack is run K times 
 keeps each model's state at every score and resumes from it when run again (the problems replayed to where it
 stopped, so the result is the same as an uninterrupted run's), for runs longer than a sitting; `--stop STEP` ends a
 run after that step (its LR schedule still laid over `--steps`), to be lengthened later.
+`--seed S` draws another model init and training stream (the held-out problems stay the same), for repeats.
 `--attention` prints, at the end, where each layer looks when it predicts an answer's first digit: its attention on
 the asked name's binding line and, for an alias, on its source's (a saved run resumed at its last step prints it
 without training further).
@@ -343,12 +344,12 @@ def run(args, canon: str) -> list[tuple[float, float]]:
                                       "model.init_std": args.init_std, "model.canon": canon,
                                       "model.canon_kernel": args.canon_kernel,
                                       "growth.method": "none"})  # (the toy grows by --grow, not by the recipe)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     model = build(cfg, args)
     sharpen(model, args.attn_gain)
     opt = adamw(model, args.lr, args.weight_decay)
     now = {"step": 0}
-    data = stream(random.Random(0), args.form, args.batch, args.seq, args.gap, args.aliases,
+    data = stream(random.Random(args.seed), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
                   ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small,
                   ask_source=lambda: now["step"] <= args.ask_source)
@@ -430,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--init-std", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the model's init and the training problems (the held-out problems stay fixed)")
     parser.add_argument("--weight-decay", type=float, default=0.1, help="AdamW's weight decay")
     parser.add_argument("--attn-gain", type=float, default=1.0, metavar="G",
                         help="attention logits multiplied by G (softmax temperature 1/G)")

@@ -192,6 +192,23 @@ def test_a_toy_run_stopped_early_and_lengthened_matches_the_uninterrupted_run(tm
     assert lookup_toy.run(_toy_args(save=prefix), "A") == straight
 
 
+def test_the_toy_seed_draws_another_run_on_the_same_held_out_problems(monkeypatch):
+    held = []
+    monkeypatch.setattr(lookup_toy, "accuracy", lambda model, problems, seq: held.append(problems) or (0.0, 0.0))
+    states = []
+    monkeypatch.setattr(lookup_toy.torch.optim.AdamW, "step", lambda self, *a, **k: states.append(
+        [p.detach().clone() for p in self.param_groups[0]["params"]]))
+    streams, draw = [], lookup_toy.stream
+    monkeypatch.setattr(lookup_toy, "stream", lambda rng, *a, **k: streams.append(rng.getstate()) or draw(rng, *a, **k))
+    for seed in (0, 0, 1):
+        lookup_toy.run(_toy_args(seed=seed, steps=4, small=0, trace=""), "A")
+    assert held[0] == held[1] == held[2]  # the same held-out problems
+    assert streams[0] == streams[1] != streams[2]  # the training problems drawn by the seed
+    first = [states[i] for i in range(0, 12, 4)]  # each run's parameters at its first step
+    assert all(torch.equal(a, b) for a, b in zip(first[0], first[1]))  # same seed, same init
+    assert not all(torch.equal(a, b) for a, b in zip(first[0], first[2]))  # another seed, another init
+
+
 def _grown_toy(method: str, block: int):
     """A 2-layer toy model after one training step, and its optimizer."""
     args = _toy_args(layers=2 + block, block=block, grow="1", grow_method=method)
