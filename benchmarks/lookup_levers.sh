@@ -1,0 +1,22 @@
+#!/bin/bash
+# The look-up toy's lever screen for the second hop's plateau (docs/results/reasoning/README.md, "What a 30-minute
+# pilot would need"): the fixed toy of the long run (`--steps 40000`, whose hop jumped at ~30,500), one option
+# changed per run, each stopped at step STOP (default 12,000: a lever that helps a 30-minute pilot must bring the jump
+# before it). Resumable: a run saved under runs/toy/lever-NAME continues where it stopped, and a finished one
+# returns at once. One thread per run (OMP_NUM_THREADS=1), run after run.
+#
+#     bash benchmarks/lookup_levers.sh [NAME ...]     # default: every lever below, in order
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export OMP_NUM_THREADS=1
+STOP=${STOP:-12000}
+declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight-decay 0" [gain0.5]="--attn-gain 0.5")
+ORDER=(lr6e-3 gain2 wd0 gain0.5)
+mkdir -p runs/toy
+for name in "${@:-${ORDER[@]}}"; do
+  [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }
+  # shellcheck disable=SC2086  # (the options split into words on purpose)
+  python benchmarks/lookup_toy.py --aliases --canon-only --steps 40000 --every 1000 ${LEVERS[$name]} \
+    --save "runs/toy/lever-$name" --stop "$STOP" >> "runs/toy/lever-$name.txt" 2>> "runs/toy/lever-$name.log"
+  tail -n 1 "runs/toy/lever-$name.log"
+done
