@@ -14,9 +14,10 @@
 #           evaluated as soon as it finishes, beside the training, and published: only small files are kept, so a
 #           run whose model is gone before its probe and analyses would have to be trained again.
 #   controls  what DESIGN §5 asks of the study: the baseline's peak LR swept around the recipe's 3e-3 (1.5e-3,
-#           6e-3 and 1.2e-2, seed 0; the recipe's is the study's run), MIDAS's own sweep (1.5e-3, 6e-3 and
-#           1.2e-2, seed 0: growth starts with a small model, whose best LR may differ; 6e-3, where MIDAS keeps
-#           a look-up the baseline never forms, for both with seeds 0-1), and a shallower control of the
+#           6e-3 and 1.2e-2, seed 0; the recipe's is the study's run), MIDAS's own sweep (1.5e-3, 6e-3, 1.2e-2
+#           and 2.4e-2, seed 0: growth starts with a small model, whose best LR may differ; 6e-3, where MIDAS
+#           keeps a look-up the baseline never forms, and 1.2e-2, MIDAS's lowest loss so far, for both with
+#           seeds 0-1), and a shallower control of the
 #           same width (5 layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show
 #           whether the full depth pays at this budget; and MIDAS growing early (growth at steps 500, 1250 and
 #           2000, seeds 0-1): the growth arms lose the look-up at the data switch (step 2500) while still at depth
@@ -141,8 +142,8 @@ if [[ $PART == controls || $PART == all ]]; then
   done
   train_and_evaluate controls primitives --seeds 2 \
       --methods "none,lr-1.5e-3:train.lr=0.0015:seeds=1,lr-6e-3:train.lr=0.006,\
-lr-1.2e-2:train.lr=0.012:seeds=1,shallow:model.n_layers=$SHALLOW,\
-midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006,midas:train.lr=0.012:seeds=1,\
+lr-1.2e-2:train.lr=0.012,shallow:model.n_layers=$SHALLOW,\
+midas,midas:train.lr=0.0015:seeds=1,midas:train.lr=0.006,midas:train.lr=0.012,midas:train.lr=0.024:seeds=1,\
 midas:growth.stage_fractions=[$EARLY]"
   publish controls
 fi
