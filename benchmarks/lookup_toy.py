@@ -373,7 +373,8 @@ def run(args, canon: str) -> list[tuple[float, float]]:
             now["step"] = step
             next(data)
         print(f"canon {canon or 'none'}: resumed at step {start}", file=sys.stderr, flush=True)
-    for step in range(start + 1, min(args.stop or args.steps, args.steps) + 1):
+    last = min(args.stop or args.steps, args.steps)  # (--stop ends the run early; the schedule stays on --steps)
+    for step in range(start + 1, last + 1):
         now["step"] = step
         warm, decay = min(1.0, step / 100), min(1.0, max(0.1, (args.steps - step) / (0.2 * args.steps)))
         for group in opt.param_groups:
@@ -403,10 +404,9 @@ def run(args, canon: str) -> list[tuple[float, float]]:
         print(f"canon {canon or 'none'} step {start}: sources {source_accuracy(model, first_stage, args.seq)}",
               file=sys.stderr, flush=True)
     if args.attention:
-        step_at = min(args.stop or args.steps, args.steps)
         shares = attention_shares(model, held_out, args.seq)
         keys = list(shares[0])
-        print(f"Attention at the answers' `?` (canon {canon or 'none'}, step {step_at}), mean weight on:\n"
+        print(f"Attention at the answers' `?` (canon {canon or 'none'}, step {last}), mean weight on:\n"
               f"| layer | {' | '.join(keys)} |\n|---:|" + "---:|" * len(keys))
         for i, row in enumerate(shares):
             print(f"| {i} | " + " | ".join(f"{row[k]:.2f}" for k in keys) + " |")
