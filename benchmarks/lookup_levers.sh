@@ -2,16 +2,20 @@
 # The look-up toy's lever screen for the second hop's plateau (docs/results/reasoning/README.md, "What a 30-minute
 # pilot would need"): the fixed toy of the long run (`--steps 40000`, whose hop jumped at ~30,500), one option
 # changed per run, each stopped at step STOP (default 12,000: a lever that helps a 30-minute pilot must bring the jump
-# before it). Resumable: a run saved under runs/toy/lever-NAME continues where it stopped, and a finished one
-# returns at once. One thread per run (OMP_NUM_THREADS=1), run after run.
+# before it). The `small` levers are a curriculum rather than an optimiser setting: problems of two or three numbers
+# and one alias (fewer distractors) up to step 3000, 6000 or 12,000, the usual problems after; small6k-seed1 repeats
+# small6k with another init and stream. Resumable: a run saved under runs/toy/lever-NAME continues where it stopped,
+# and a finished one returns at once. One thread per run (OMP_NUM_THREADS=1), run after run.
 #
 #     bash benchmarks/lookup_levers.sh [NAME ...]     # default: every lever below, in order
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1
 STOP=${STOP:-12000}
-declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight-decay 0" [gain0.5]="--attn-gain 0.5")
-ORDER=(lr6e-3 gain2 wd0 gain0.5)
+declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight-decay 0" [gain0.5]="--attn-gain 0.5"
+         [small6k]="--small 6000" [small3k]="--small 3000" [small12k]="--small 12000"
+         [small6k-seed1]="--small 6000 --seed 1")
+ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1)
 mkdir -p runs/toy
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }
