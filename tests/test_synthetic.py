@@ -230,6 +230,23 @@ def test_alias_exams_ask_every_alias_and_one_number_with_no_answer_given_twice_b
     assert synthetic.parse("synthetic:0:1:aliases+exam")[2] == ("exam", "aliases")
 
 
+def test_small_alias_exams_bind_two_or_three_numbers_and_one_alias_and_ask_every_name(monkeypatch):
+    sizes = collections.Counter()
+    for depth, asked, env in _exam_problems("synthetic:0:0.2:small_aliases"):
+        numbers = [n for n in depth if not depth[n]]
+        assert sorted(depth.values()) == [0] * len(numbers) + [1] and len(numbers) in (2, 3)
+        assert len({env[n] for n in numbers}) == len(numbers)  # distinct values: the alias's answer names one
+        assert sorted(asked) == sorted(depth)  # every name, once
+        sizes[len(numbers)] += 1
+    assert sizes[2] > 50 and sizes[3] > 50
+    assert synthetic.parse("synthetic:0:1:small_aliases+aliases")[2] == ("aliases", "small_aliases")
+    # a kind of weight 0 leaves every other spec's text as it was
+    before = (_docs("synthetic", n=300), _docs("synthetic:0:0.1:exam+aliases", n=100))
+    monkeypatch.setattr(synthetic, "KINDS", synthetic.KINDS[:-1])
+    monkeypatch.setattr(synthetic, "WEIGHTS", synthetic.WEIGHTS[:-1])
+    assert before == (_docs("synthetic", n=300), _docs("synthetic:0:0.1:exam+aliases", n=100))
+
+
 def test_quizzes_answer_with_the_value_the_asked_name_holds():
     rng = random.Random(5)
     questions, depths = collections.Counter(), set()

@@ -25,6 +25,8 @@ Language Models; Sanford et al. 2024 on k-hop induction; Wu et al. 2025 on varia
               each in the code form's question: a first stage of nothing but look-ups (`data.stages`)
   aliases     (only where a spec names it) exams weighted to the second hop: every alias asked and one number,
               the aliases holding different values wherever they can
+  small_aliases  (only where a spec names it) exams with few distractors: two or three numbers and one alias,
+              every name asked
 
 It is **not** the evaluation set (`stackwise.evals.primitives`), and tests check it:
 - the primitives draw values 0-20 for their single-letter variables; every assignment generated here binds a value
@@ -295,11 +297,26 @@ def alias_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int
     return lines, value_of, depth
 
 
-def every_name_asked(rng: random.Random, bind: str, ask: str, aliases_first: bool = False) -> str:
-    """One to three problems, separated by blank lines: bindings in `bind`'s form (`bindings_block`), one per line,
-    then every bound name asked once, in random order, each in `ask`'s frame (`{n}` the name, `{v}` its value).
-    `aliases_first`: problems weighted to the second hop instead (`alias_block`), of which every alias is asked and
-    one number that no alias holds, so that no answer repeats an earlier one but where two aliases share a value."""
+def small_alias_block(rng: random.Random, bind: str) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Bindings with few distractors, as `bindings_block` returns them: two or three names bound to distinct numbers,
+    then one alias of one of them."""
+    names = rng.sample(LETTERS, rng.randint(3, 4))
+    value_of = dict(zip(names[:-1], rng.sample(VALUES, len(names) - 1)))
+    depth = dict.fromkeys(value_of, 0)
+    lines = [bind.format(n=n, v=v) for n, v in value_of.items()]
+    src = rng.choice(names[:-1])
+    value_of[names[-1]], depth[names[-1]] = value_of[src], 1
+    lines.append(bind.format(n=names[-1], v=src))
+    return lines, value_of, depth
+
+
+def every_name_asked(rng: random.Random, bind: str, ask: str, aliases_first: bool = False,
+                     block=bindings_block) -> str:
+    """One to three problems, separated by blank lines: bindings in `bind`'s form (`block`, by default
+    `bindings_block`), one per line, then every bound name asked once, in random order, each in `ask`'s frame (`{n}`
+    the name, `{v}` its value). `aliases_first`: problems weighted to the second hop instead (`alias_block`), of
+    which every alias is asked and one number that no alias holds, so that no answer repeats an earlier one but where
+    two aliases share a value."""
     problems = []
     for _ in range(rng.randint(1, 3)):
         if aliases_first:
@@ -308,7 +325,7 @@ def every_name_asked(rng: random.Random, bind: str, ask: str, aliases_first: boo
             asked = [n for n in value_of if depth[n]]
             asked.append(rng.choice([n for n in value_of if not depth[n] and value_of[n] not in held]))
         else:
-            lines, value_of, _ = bindings_block(rng, bind)
+            lines, value_of, _ = block(rng, bind)
             asked = list(value_of)
         rng.shuffle(asked)
         problems.append("\n".join(lines + [ask.format(n=n, v=value_of[n]) for n in asked]))
@@ -335,7 +352,17 @@ def aliases(rng: random.Random) -> str:
     return every_name_asked(rng, COMPACT, CODE_FRAME, aliases_first=True)
 
 
-KINDS = (program, arithmetic, repeat, story, drill, quiz, exam, aliases)
+def small_aliases(rng: random.Random) -> str:
+    """Exams with few distractors (`every_name_asked` of `small_alias_block`): two or three names bound to numbers,
+    then one alias of one of them, every name asked in the code form's question. On such problems a look-up's second
+    hop forms sooner than among the four to ten names of the other exams, and a stage of them first brought the look-up
+    toy's second hop on its usual problems sooner (docs/results/reasoning, "Fewer distractors first"). Not in the
+    default mix (weight 0); asked for by name (`synthetic:0:32:small_aliases`), e.g. as a first stage of
+    `data.stages`."""
+    return every_name_asked(rng, COMPACT, CODE_FRAME, block=small_alias_block)
+
+
+KINDS = (program, arithmetic, repeat, story, drill, quiz, exam, aliases, small_aliases)
 # documents drawn per kind, so that of the text about 39% is a list copied from a named word to its end (copying:
 # induction heads form only when it is frequent in the data; version 3 had 39%, versions 4 and 6, whose models formed
 # none, about 20%, and version 9's 33% formed none within 5000 steps), 33% quizzes (look-ups in the code form's frame,
@@ -343,7 +370,7 @@ KINDS = (program, arithmetic, repeat, story, drill, quiz, exam, aliases)
 # learned them) and 15% REPL sessions; 46% repeats in all, 16% programs, 3% drills and 2% arithmetic and stories
 # (measured in tests/test_synthetic.py). A kind of weight 0 is drawn only where a spec asks for it by name (the text
 # of every other spec stays as it was): alone or with other such kinds, each at weight 1
-WEIGHTS = (10, 1, 34, 1, 1, 12, 0, 0)
+WEIGHTS = (10, 1, 34, 1, 1, 12, 0, 0, 0)
 
 
 KIND_NAMES = tuple(kind.__name__ for kind in KINDS)
