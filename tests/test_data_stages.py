@@ -48,7 +48,7 @@ def test_the_full_generators_fingerprint_is_unchanged_by_the_kinds_field():
 @pytest.mark.parametrize("spec", ["synthetic:0:16:poems", "synthetic:0:16:quiz+quiz", "synthetic:0:16:",
                                   "synthetic:0:16:quiz:x", "synthetic:0:-1"])
 def test_a_bad_synthetic_spec_is_one_line(spec):
-    bad = r"^data\.train: .* is not synthetic\[:SEED\[:MB\[:KINDS\]\]\] .*quiz, exam, aliases\)$"
+    bad = r"^data\.train: .* is not synthetic\[:SEED\[:MB\[:KINDS\]\]\] .*quiz, exam, aliases, small_aliases\)$"
     with pytest.raises(UserError, match=bad):
         list(itertools.islice(sources.documents(spec, "train"), 1))
 
