@@ -91,13 +91,9 @@ def problem(rng: random.Random, form: str, gap: int = 0, aliases: bool = False, 
     `o?794`), where its source's name is three characters back. `small`: two or three names bound to distinct
     numbers and one alias of one of them instead of `alias_block`'s problems. `ask_source`: every alias is also asked
     what it is bound to (`x:i`, short form, not scored), at a random place among the questions."""
-    if aliases and small:
-        names = rng.sample(synthetic.LETTERS, rng.randint(3, 4))
-        value = dict(zip(names[:-1], rng.sample(synthetic.VALUES, len(names) - 1)))
-        held = rng.choice(names[:-1])  # the number the alias holds
-        lines = [f"{n}={v}" for n, v in value.items()] + [f"{names[-1]}={held}"]
-        value[names[-1]] = value[held]
-        depth = {n: int(n == names[-1]) for n in names}
+    if aliases and small:  # (the generator's `small_aliases` problems)
+        lines, value, depth = synthetic.small_alias_block(rng, "{n}={v}")
+        names = list(value)
     elif aliases:
         lines, value, depth = synthetic.alias_block(rng, "{n}={v}")
         lines = near_sources(lines) if near else lines

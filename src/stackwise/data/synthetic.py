@@ -354,12 +354,10 @@ def aliases(rng: random.Random) -> str:
 
 def small_aliases(rng: random.Random) -> str:
     """Exams with few distractors (`every_name_asked` of `small_alias_block`): two or three names bound to numbers,
-    then one alias of one of them, every name asked in the code form's question. On such problems a look-up's second
-    hop forms sooner than among the four to ten names of the other exams, and a stage of them first brought the look-up
-    toy's second hop on its usual problems sooner, while on the reasoning recipe it held back even the direct look-up
-    (one seed each; docs/results/reasoning, "Fewer distractors first"). Not in the
-    default mix (weight 0); asked for by name (`synthetic:0:32:small_aliases`), e.g. as a first stage of
-    `data.stages`."""
+    then one alias of one of them, every name asked in the code form's question (the look-up toy's `--small`
+    problems). A stage of them first brought the toy's second hop on its usual problems sooner, while on the reasoning
+    recipe it held back even the direct look-up (one seed each; docs/results/reasoning, "Fewer distractors first").
+    Not in the default mix (weight 0); asked for by name (`synthetic:0:32:small_aliases`)."""
     return every_name_asked(rng, COMPACT, CODE_FRAME, block=small_alias_block)
 
 
