@@ -6,7 +6,8 @@ it takes two look-ups. The toy (benchmarks/lookup_toy.py --aliases: one characte
 and a reasoning run on the generator's `aliases` or `exam` kind (that run's own tokenizer, `train.batch_size` x
 `train.seq_len`) are counted on the same kind of problems, so the answers per step compare directly. `--toy-answers`
 is what the toy needed (about 4.6M alias answers before its jump at step ~30,500: docs/results/reasoning/README.md,
-"The plateau ends"); the steps the run needs for as many, at 100% of its text on that kind, follow.
+"The plateau ends"); the steps the run needs for as many, at 100% of its text on that kind, follow. The toy's
+small problems (`--small`: two or three numbers and one alias) get a row of their own.
 
     python benchmarks/alias_budget.py RUN_DIR [--kind aliases|exam] [--toy-answers 4.6e6] [--docs 300]
 """
@@ -27,7 +28,7 @@ from stackwise.data.tokenizer import load as load_tokenizer
 sys.path.insert(0, str(Path(__file__).parent))
 import lookup_toy  # noqa: E402  (a sibling script)
 
-TOY = {"batch": 16, "seq": 256}  # benchmarks/lookup_toy.py's defaults
+TOY = vars(lookup_toy.build_parser().parse_args([]))  # the toy's defaults (batch, seq)
 
 
 def alias_answers(doc: str) -> tuple[int, int]:
@@ -49,10 +50,11 @@ def per_step(docs: list[str], tokens_per_doc: list[int], batch: int, seq: int) -
     return sum(alias_answers(d)[0] for d in docs) / sum(tokens_per_doc) * seq * batch
 
 
-def toy_per_step(n: int) -> float:
-    """The toy's alias answers per step: its problems, one character per token, at its default batch and length."""
+def toy_per_step(n: int, small: bool = False) -> float:
+    """The toy's alias answers per step: its problems (`small`: its `--small` ones), one character per token, at its
+    default batch and length."""
     rng = random.Random(0)
-    problems = [lookup_toy.problem(rng, "short", aliases=True) for _ in range(n)]
+    problems = [lookup_toy.problem(rng, "short", aliases=True, small=small) for _ in range(n)]
     return sum(sum(flags) for _, _, flags in problems) / sum(len(t) for t, _, _ in problems) * TOY["seq"] * TOY["batch"]
 
 
@@ -73,6 +75,8 @@ def main() -> None:
     print(f"| text | alias answers per step | steps to {args.toy_answers / 1e6:.1f}M alias answers |\n|---|---:|---:|")
     print(f"| the toy (--aliases, {TOY['batch']} x {TOY['seq']} characters) | {toy_step:.0f} | "
           f"{args.toy_answers / toy_step:,.0f} |")
+    small_step = toy_per_step(args.docs, small=True)
+    print(f"| the toy's small problems (--small) | {small_step:.0f} | {args.toy_answers / small_step:,.0f} |")
     print(f"| the run, `{args.kind}` kind only ({batch} x {seq} tokens) | {run_step:.0f} | "
           f"{args.toy_answers / run_step:,.0f} |")
 

@@ -15,8 +15,8 @@
 #           run whose model is gone before its probe and analyses would have to be trained again.
 #   controls  what DESIGN §5 asks of the study: the baseline's peak LR swept around the recipe's 3e-3 (1.5e-3,
 #           6e-3 and 1.2e-2, seed 0; the recipe's is the study's run), MIDAS's own sweep (1.5e-3, 6e-3, 1.2e-2
-#           and 2.4e-2, seed 0: growth starts with a small model, whose best LR may differ; 6e-3, where MIDAS
-#           keeps a look-up the baseline never forms, and 1.2e-2, MIDAS's lowest loss so far, for both with
+#           and 2.4e-2, seed 0: growth starts with a small model, whose best LR may differ; 6e-3, where the
+#           look-up forms or not by seed, and 1.2e-2, MIDAS's lowest loss so far, for both with
 #           seeds 0-1), and a shallower control of the
 #           same width (5 layers, about two thirds of 8; seeds 0 and 1, paired with the study's baseline) to show
 #           whether the full depth pays at this budget; and MIDAS growing early (growth at steps 500, 1250 and

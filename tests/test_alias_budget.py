@@ -42,10 +42,11 @@ def test_per_step_scales_the_alias_share_of_tokens_to_a_batch():
     assert alias_budget.per_step([DOC, "x=1"], [10, 30], batch=5, seq=8) == pytest.approx(2.0)
 
 
-def test_the_toys_count_matches_its_problems_flags():
+@pytest.mark.parametrize("small, low, high", [(False, 100, 200), (True, 60, 140)])
+def test_the_toys_count_matches_its_problems_flags(small, low, high):
     rng = random.Random(0)
-    problems = [alias_budget.lookup_toy.problem(rng, "short", aliases=True) for _ in range(50)]
+    problems = [alias_budget.lookup_toy.problem(rng, "short", aliases=True, small=small) for _ in range(50)]
     flags = sum(sum(f) for _, _, f in problems)
     chars = sum(len(t) for t, _, _ in problems)
-    assert alias_budget.toy_per_step(50) == pytest.approx(flags / chars * 256 * 16)
-    assert 100 < alias_budget.toy_per_step(50) < 200  # about 150 per step (docs/results/reasoning)
+    assert alias_budget.toy_per_step(50, small) == pytest.approx(flags / chars * 256 * 16)
+    assert low < alias_budget.toy_per_step(50, small) < high  # about 150 and 100 per step (docs/results/reasoning)
