@@ -4,8 +4,10 @@
 # changed per run, each stopped at step STOP (default 12,000: a lever that helps a 30-minute pilot must bring the jump
 # before it). The `small` levers are a curriculum rather than an optimiser setting: problems of two or three numbers
 # and one alias (fewer distractors) up to step 3000, 6000 or 12,000, the usual problems after; small6k-seed1 repeats
-# small6k with another init and stream. Resumable: a run saved under runs/toy/lever-NAME continues where it stopped,
-# and a finished one returns at once. One thread per run (OMP_NUM_THREADS=1), run after run.
+# small6k with another init and stream; mix6k makes only half the problems small up to step 6000 (the usual ones
+# beside them teach the direct look-up by name, which the small ones alone do not). Resumable: a run saved under
+# runs/toy/lever-NAME continues where it stopped, and a finished one returns at once. One thread per run
+# (OMP_NUM_THREADS=1), run after run.
 #
 #     bash benchmarks/lookup_levers.sh [NAME ...]     # default: every lever below, in order
 set -euo pipefail
@@ -14,8 +16,8 @@ export OMP_NUM_THREADS=1
 STOP=${STOP:-12000}
 declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight-decay 0" [gain0.5]="--attn-gain 0.5"
          [small6k]="--small 6000" [small3k]="--small 3000" [small12k]="--small 12000"
-         [small6k-seed1]="--small 6000 --seed 1")
-ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1)
+         [small6k-seed1]="--small 6000 --seed 1" [mix6k]="--small 6000 --small-share 0.5")
+ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1 mix6k)
 mkdir -p runs/toy
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }

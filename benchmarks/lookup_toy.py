@@ -13,7 +13,8 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --weight-decay 0.1
                                      --attn-gain 1 --seed 0 --canon A --canon-kernel 4
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
-                                     --small STEP --ask-source STEP --answer-loss --grow STEP[,STEP]
+                                     --small STEP --small-share P --ask-source STEP
+                                     --answer-loss --grow STEP[,STEP]
                                      --grow-method midas --block 2 --tie K --save PREFIX --stop STEP --attention]
 
 `--aliases` writes the bindings of the generator's `aliases` kind (names bound to numbers, then aliases of them) and
@@ -21,9 +22,10 @@ scores names bound to numbers and aliases apart: an alias's value takes two look
 name's value). Curricula for that second hop: `--trace START:END` writes the names an alias's answer goes
 through (`o?i=794`) and drops them between steps START and END (scored only where dropped); `--near STEP` binds
 each alias right after its source up to step STEP; `--ask-near STEP` asks each alias on the line after its own
-binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP;
-`--ask-source STEP` also asks every alias what it is bound to (`x:i`, unscored) up to step STEP, rewarding the
-read of an alias's own line by itself.
+binding up to step STEP; `--small STEP` trains on problems of two or three numbers and one alias up to step STEP
+(`--small-share P`: only that share of the problems, the rest the usual ones); `--ask-source STEP` also asks
+every alias what it is bound to (`x:i`, unscored) up to step STEP, rewarding the read of an alias's own line by
+itself.
 `--answer-loss` trains on the scored answers' digits only, as two-hop studies do (Guo et al. 2025, arXiv
 2502.13913), instead of on every character. Held-out problems keep the usual form; with a curriculum option,
 progress also scores held-out problems in the first stage's form.
@@ -52,6 +54,7 @@ import re
 import string
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -334,6 +337,14 @@ def grow(model: Transformer, opt: torch.optim.AdamW, args) -> torch.optim.AdamW:
     return new
 
 
+def small_problems(args, now: dict) -> Callable[[], bool]:
+    """`stream`'s `small()`: up to step `--small`, whether the next problem is a small one: always at
+    `--small-share` 1, else with that chance, drawn from a random generator of its own (so at share 1 the problems
+    are those of a run without the option, draw for draw)."""
+    rng = random.Random(f"small-share:{args.seed}")
+    return lambda: now["step"] <= args.small and (args.small_share >= 1 or rng.random() < args.small_share)
+
+
 def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
@@ -347,7 +358,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     now = {"step": 0}
     data = stream(random.Random(args.seed), args.form, args.batch, args.seq, args.gap, args.aliases,
                   trace=lambda: trace_chance(args.trace, now["step"]), near=lambda: now["step"] <= args.near,
-                  ask_near=lambda: now["step"] <= args.ask_near, small=lambda: now["step"] <= args.small,
+                  ask_near=lambda: now["step"] <= args.ask_near, small=small_problems(args, now),
                   ask_source=lambda: now["step"] <= args.ask_source)
     held_out = held_out_problems(args)
     growth_steps = set(grow_steps(args))
@@ -445,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="up to this step, each alias is asked on the line after its binding")
     parser.add_argument("--small", type=int, default=0, metavar="STEP",
                         help="up to this step, problems bind two or three numbers and one alias")
+    parser.add_argument("--small-share", type=float, default=1.0, metavar="P",
+                        help="with --small, the share of the problems that are small (the rest the usual ones)")
     parser.add_argument("--ask-source", type=int, default=0, metavar="STEP",
                         help="up to this step, every alias is also asked what it is bound to (x:i, not scored)")
     parser.add_argument("--answer-loss", action="store_true",

@@ -106,6 +106,29 @@ def test_small_problems_bind_two_or_three_numbers_and_one_alias():
         assert len(set(held.values())) == len(held)  # distinct numbers: the alias's value is one of them only
 
 
+def test_small_share_mixes_small_and_usual_problems_up_to_its_step_and_leaves_share_1_unchanged():
+    args = lookup_toy.build_parser().parse_args(["--aliases", "--small", "10", "--small-share", "0.3", "--seed", "4"])
+    now = {"step": 5}
+    small = lookup_toy.small_problems(args, now)
+    draws = [small() for _ in range(2000)]
+    assert abs(sum(draws) / len(draws) - 0.3) < 0.04
+    now["step"] = 11
+    assert not any(small() for _ in range(100))  # after --small, only the usual problems
+    # at share 1 (the default) every problem up to --small is small, with no draw of its own: the stream is the one
+    # the option's predecessor (small while step <= --small) wrote, draw for draw
+    whole = lookup_toy.small_problems(lookup_toy.build_parser().parse_args(["--aliases", "--small", "10"]), {"step": 3})
+    ours, before = (lookup_toy.stream(random.Random(4), "short", 2, 64, aliases=True, small=f)
+                    for f in (whole, lambda: True))
+    for _ in range(3):
+        assert torch.equal(next(ours)[0], next(before)[0])
+    # a mixed stream writes both kinds, in the share asked
+    now["step"] = 5
+    kinds = [lookup_toy.problem(random.Random(i), "short", aliases=True, small=small())[0] for i in range(400)]
+    small_ones = [len(re.findall(r"^[a-z]=[a-z]$", t, re.M)) == 1 and len(re.findall(r"^[a-z]=\d+$", t, re.M)) <= 3
+                  for t in kinds]
+    assert 0.2 < sum(small_ones) / len(kinds) < 0.4
+
+
 def test_first_stage_held_out_problems_take_the_curriculum_options():
     args = argparse.Namespace(form="short", gap=0, aliases=True, near=0, ask_near=0, small=500, ask_source=0)
     usual, staged = lookup_toy.held_out_problems(args), lookup_toy.held_out_problems(args, first_stage=True)
