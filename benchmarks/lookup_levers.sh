@@ -7,8 +7,8 @@
 # small6k with another init and stream; mix6k makes only half the problems small up to step 6000 (the usual ones
 # beside them teach the direct look-up by name, which the small ones alone do not), mix6k-seed1 with another init and
 # stream, and mix-all keeps the half-and-half mix to the end (mix-all-seed1 with another init and stream, mix75-all
-# with three problems in four small); none-seed1 and none-seed2 change no option, only the
-# init and stream (`--seed`), to measure how far the plateau's end moves by seed alone. Resumable: a run saved under
+# with three problems in four small); none-seed1 and none-seed2 change no option, only the init and stream
+# (`--seed`), to measure how far the plateau's end moves by seed alone. Resumable: a run saved under
 # runs/toy/lever-NAME continues where it stopped, and a finished one returns at once. One thread per run
 # (OMP_NUM_THREADS=1), run after run.
 #
@@ -23,7 +23,8 @@ declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight
          [mix6k-seed1]="--small 6000 --small-share 0.5 --seed 1" [mix-all]="--small 40000 --small-share 0.5"
          [mix-all-seed1]="--small 40000 --small-share 0.5 --seed 1" [mix75-all]="--small 40000 --small-share 0.75"
          [none-seed1]="--seed 1" [none-seed2]="--seed 2")
-ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1 mix6k mix6k-seed1 mix-all mix-all-seed1 mix75-all none-seed1 none-seed2)
+ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1 mix6k mix6k-seed1 mix-all mix-all-seed1
+       mix75-all none-seed1 none-seed2)
 mkdir -p runs/toy
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }
