@@ -8,7 +8,10 @@
 # beside them teach the direct look-up by name, which the small ones alone do not), mix6k-seed1 with another init and
 # stream, and mix-all keeps the half-and-half mix to the end (mix-all-seed1 with another init and stream, mix75-all
 # with three problems in four small); none-seed1 and none-seed2 change no option, only the init and stream
-# (`--seed`), to measure how far the plateau's end moves by seed alone. Resumable: a run saved under
+# (`--seed`), to measure how far the plateau's end moves by seed alone. abcd, conv and abcd-conv change the
+# architecture instead: Canon layers at all four of the paper's sites (`--canon ABCD`), the toy's Canon A initialised
+# as PyTorch's Conv1d (`--canon-init conv`, as the paper's reference code does) rather than as the identity, and
+# both. Resumable: a run saved under
 # runs/toy/lever-NAME continues where it stopped, and a finished one returns at once. One thread per run
 # (OMP_NUM_THREADS=1), run after run.
 #
@@ -22,9 +25,10 @@ declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight
          [small6k-seed1]="--small 6000 --seed 1" [mix6k]="--small 6000 --small-share 0.5"
          [mix6k-seed1]="--small 6000 --small-share 0.5 --seed 1" [mix-all]="--small 40000 --small-share 0.5"
          [mix-all-seed1]="--small 40000 --small-share 0.5 --seed 1" [mix75-all]="--small 40000 --small-share 0.75"
-         [none-seed1]="--seed 1" [none-seed2]="--seed 2")
+         [none-seed1]="--seed 1" [none-seed2]="--seed 2" [abcd]="--canon ABCD" [conv]="--canon-init conv"
+         [abcd-conv]="--canon ABCD --canon-init conv")
 ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1 mix6k mix6k-seed1 mix-all mix-all-seed1
-       mix75-all none-seed1 none-seed2)
+       mix75-all none-seed1 none-seed2 abcd conv abcd-conv)
 mkdir -p runs/toy
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }

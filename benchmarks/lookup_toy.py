@@ -11,7 +11,7 @@ follows its `=`, two tokens after the name. The predicted digit is scored at the
 
     python benchmarks/lookup_toy.py [--form short|quiz --layers 4 --d-model 64 --heads 1 --steps 2000
                                      --batch 16 --seq 256 --lr 3e-3 --init-std 0.1 --weight-decay 0.1
-                                     --attn-gain 1 --seed 0 --canon A --canon-kernel 4
+                                     --attn-gain 1 --seed 0 --canon A --canon-kernel 4 --canon-init zero
                                      --every 250 --aliases --trace START:END --near STEP --ask-near STEP
                                      --small STEP --small-share P --ask-source STEP
                                      --answer-loss --grow STEP[,STEP]
@@ -349,7 +349,7 @@ def run(args, canon: str) -> list[tuple[float, float]]:
     cfg = config_mod.load("default", {"model.d_model": args.d_model, "model.n_layers": args.layers,
                                       "model.n_heads": args.heads, "model.vocab_size": 128,
                                       "model.init_std": args.init_std, "model.canon": canon,
-                                      "model.canon_kernel": args.canon_kernel,
+                                      "model.canon_kernel": args.canon_kernel, "model.canon_init": args.canon_init,
                                       "growth.method": "none"})  # (the toy grows by --grow, not by the recipe)
     torch.manual_seed(args.seed)
     model = build(cfg, args)
@@ -445,6 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="attention logits multiplied by G (softmax temperature 1/G)")
     parser.add_argument("--canon", default="A", help="the Canon sites of the second model (model.canon)")
     parser.add_argument("--canon-kernel", type=int, default=4, help="tokens a Canon layer mixes (canon_kernel)")
+    parser.add_argument("--canon-init", default="zero", choices=["zero", "conv"],
+                        help="the Canon layers' init (model.canon_init): zero (the identity) or conv (Conv1d's)")
     parser.add_argument("--gap", type=int, default=0, help="dashes between a short question and its answer")
     parser.add_argument("--every", type=int, default=250)
     parser.add_argument("--aliases", action="store_true", help="alias-weighted problems; scored apart for aliases")

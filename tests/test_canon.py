@@ -1,6 +1,9 @@
-"""Canon layers (model.canon): the hand formula, the KV cache, zero init, growth, optimizers, export."""
+"""Canon layers (model.canon): the hand formula, the four sites, the KV cache, zero and conv init, growth,
+optimizers, export."""
 
+import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -12,11 +15,23 @@ from stackwise.errors import UserError
 from stackwise.evals import runner
 from stackwise.flops import flops_per_token, parameter_count
 from stackwise.grow import grow_layers
-from stackwise.model import Canon, KVCache, Transformer, count_parameters
+from stackwise.model import MLP, Attention, Canon, KVCache, Transformer, apply_rope, count_parameters, rope_cache
 from stackwise.optim import build_optimizer
 from stackwise.train import train
 
 CFG = ModelConfig(n_layers=3, d_model=32, n_heads=4, vocab_size=97, canon="AC", canon_kernel=3)
+ABCD = dataclasses.replace(CFG, canon="ABCD", n_kv_heads=2)  # B's channels: 32 queries, 16 keys, 16 values
+
+
+def _by_hand(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """The Canon formula written out: x_t + sum_j w[:, K-1-j] * x_(t-j), zero before the first token."""
+    out = x.clone()
+    kernel = w.shape[1]
+    for t in range(x.shape[1]):
+        for j in range(kernel):
+            if t - j >= 0:
+                out[:, t] += w[:, kernel - 1 - j] * x[:, t - j]
+    return out
 
 
 def _random_canon(model: Transformer, std: float = 0.3) -> Transformer:
@@ -35,30 +50,75 @@ def test_canon_layer_is_the_hand_formula():
     with torch.no_grad():
         layer.weight.normal_()
     x = torch.randn(2, 7, 5)
-    w = layer.weight
-    expected = x.clone()
-    for t in range(7):
-        for j in range(3):
-            if t - j >= 0:
-                expected[:, t] += w[:, 2 - j] * x[:, t - j]
-    torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(layer(x), _by_hand(x, layer.weight), rtol=1e-5, atol=1e-6)
 
 
-def test_zero_init_is_the_plain_model():
+def test_canon_b_mixes_the_query_key_and_value_projections_before_rope():
+    """Site B: the Canon formula on the concatenated q, k, v projections (grouped-query: 32 + 16 + 16 channels),
+    then RoPE and causal attention as usual."""
+    torch.manual_seed(0)
+    attn = Attention(ABCD)
+    with torch.no_grad():
+        attn.canon_b.weight.normal_(0.0, 0.5)
+    assert attn.canon_b.weight.shape == (64, 3)
+    x = torch.randn(2, 9, 32)
+    cos, sin = rope_cache(9, 8, ABCD.rope_theta)
+    mixed = _by_hand(torch.cat([attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)], dim=-1), attn.canon_b.weight)
+    q, k, v = (t.view(2, 9, -1, 8).transpose(1, 2) for t in mixed.split([32, 16, 16], dim=-1))
+    q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+    k, v = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)
+    scores = (q @ k.transpose(-1, -2)) / math.sqrt(8) + torch.full((9, 9), float("-inf")).triu(1)
+    expected = attn.o_proj((scores.softmax(-1) @ v).transpose(1, 2).reshape(2, 9, 32))
+    torch.testing.assert_close(attn(x, cos, sin), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_canon_d_mixes_the_gate_and_up_projections_before_the_gating():
+    torch.manual_seed(0)
+    mlp = MLP(ABCD)
+    with torch.no_grad():
+        mlp.canon_d.weight.normal_(0.0, 0.5)
+    hidden = mlp.gate_proj.out_features
+    assert mlp.canon_d.weight.shape == (2 * hidden, 3)
+    x = torch.randn(2, 9, 32)
+    gate, up = _by_hand(torch.cat([mlp.gate_proj(x), mlp.up_proj(x)], dim=-1), mlp.canon_d.weight).chunk(2, dim=-1)
+    torch.testing.assert_close(mlp(x), mlp.down_proj(torch.nn.functional.silu(gate) * up), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", [CFG, ABCD], ids=["AC", "ABCD"])
+def test_zero_init_is_the_plain_model(cfg):
     """A fresh Canon layer is the identity: the model computes what the same weights compute without them."""
     torch.manual_seed(0)
-    model = Transformer(CFG)
-    plain = Transformer(ModelConfig(n_layers=3, d_model=32, n_heads=4, vocab_size=97))
+    model = Transformer(cfg)
+    plain = Transformer(dataclasses.replace(cfg, canon=""))
     missing, unexpected = plain.load_state_dict(model.state_dict(), strict=False)
     assert not missing and sorted(unexpected) == sorted(n for n in model.state_dict() if ".canon_" in n)
-    assert len(unexpected) == 3 * 2
+    assert len(unexpected) == 3 * len(cfg.canon)
     x = torch.randint(0, 97, (2, 16))
     torch.testing.assert_close(model(x), plain(x), rtol=0, atol=0)
 
 
-def test_kv_cache_continues_a_canon_model_exactly():
+def test_conv_init_is_pytorchs_conv1d_default():
+    """model.canon_init conv: every site's filter uniform in ±1/sqrt(K), as nn.Conv1d initialises a depthwise
+    filter (the paper's reference implementation); a freshly initialised grown layer gets the same."""
+    cfg = dataclasses.replace(ABCD, canon_init="conv")
+    torch.manual_seed(0)
+    model = Transformer(cfg)
+    filters = {n: p for n, p in model.named_parameters() if ".canon_" in n}
+    assert len(filters) == 3 * 4
+    bound = 1 / math.sqrt(3)
+    for p in filters.values():
+        assert p.abs().max() <= bound and p.abs().max() > 0.8 * bound and abs(p.mean()) < 0.1
+    conv = torch.nn.Conv1d(8, 8, 3, groups=8, bias=False)
+    assert conv.weight.abs().max() <= bound  # the same bound as PyTorch's own
+    fresh = grow_layers(list(model.layers), [0, 1, 1, 2], "random", 0.02, 4)
+    assert torch.count_nonzero(fresh[2].self_attn.canon_b.weight) == fresh[2].self_attn.canon_b.weight.numel()
+    assert not torch.equal(fresh[2].mlp.canon_d.weight, model.layers[1].mlp.canon_d.weight)
+
+
+@pytest.mark.parametrize("cfg", [CFG, ABCD], ids=["AC", "ABCD"])
+def test_kv_cache_continues_a_canon_model_exactly(cfg):
     """Prefill, continue in pieces shorter than the kernel, then as a batch sharing the prefix: one full pass."""
-    model = _random_canon(Transformer(CFG)).eval()
+    model = _random_canon(Transformer(cfg)).eval()
     idx = torch.randint(0, 97, (1, 12))
     full = model(idx)
     cache = KVCache()
@@ -78,6 +138,11 @@ def test_parameter_and_flop_counts_include_canon():
     plain = ModelConfig(n_layers=3, d_model=32, n_heads=4, vocab_size=97)
     assert parameter_count(CFG, 3) - parameter_count(plain, 3) == 3 * 2 * 32 * 3
     assert flops_per_token(CFG, 3, 16) - flops_per_token(plain, 3, 16) == 6 * 3 * 2 * 32 * 3
+    model = Transformer(ABCD)
+    assert parameter_count(ABCD, 3) == count_parameters(model)
+    hidden = model.layers[0].mlp.gate_proj.out_features  # A, C: 32 channels; B: 32 + 16 + 16; D: 2 x hidden
+    plain = dataclasses.replace(ABCD, canon="")
+    assert parameter_count(ABCD, 3) - parameter_count(plain, 3) == 3 * (32 + 64 + 32 + 2 * hidden) * 3
 
 
 def test_growth_copies_canon_layers():
@@ -101,12 +166,14 @@ def test_muon_leaves_canon_filters_to_adamw():
     assert {f"layers.{i}.canon_a.weight" for i in range(2)} <= in_adamw
 
 
-@pytest.mark.parametrize("bad", ["B", "AA", "a"])
+@pytest.mark.parametrize("bad", ["E", "AA", "a"])
 def test_bad_canon_sites_are_a_one_line_error(bad):
     with pytest.raises(UserError, match="model.canon"):
         load(None, {"model.canon": bad})
     with pytest.raises(UserError, match="model.canon_kernel"):
         load(None, {"model.canon": "A", "model.canon_kernel": 1})
+    with pytest.raises(UserError, match="model.canon_init"):
+        load(None, {"model.canon": "A", "model.canon_init": "kaiming"})
 
 
 def test_a_trained_canon_model_saves_loads_and_is_not_taken_for_a_llama(tiny_cfg, tmp_path):

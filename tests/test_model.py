@@ -21,7 +21,7 @@ def test_shapes_and_loss():
     assert abs(loss.item() - math.log(97)) < 0.1  # std-0.02 init: near-uniform predictions
 
 
-@pytest.mark.parametrize("canon", ["", "AC"])
+@pytest.mark.parametrize("canon", ["", "AC", "ABCD"])
 def test_causal(canon):
     """Changing a future token leaves every earlier position's logits unchanged (Canon layers, trained away from
     their identity init, included)."""

@@ -36,8 +36,11 @@ class ModelConfig:
     norm_eps: float = 1e-5
     tie_embeddings: bool = True
     init_std: float = 0.02
-    canon: str = ""  # Canon layers (Allen-Zhu 2025): "A" before attention, "C" before the MLP, "AC" both; "" = none
+    # Canon layers (Allen-Zhu 2025), any of four sites: "A" before attention, "B" on the query/key/value projections,
+    # "C" before the MLP, "D" on the MLP's gate/up projections ("AC", "ABCD", ...); "" = none
+    canon: str = ""
     canon_kernel: int = 4  # tokens each Canon layer mixes (the current one and kernel-1 before it)
+    canon_init: str = "zero"  # "zero": each Canon layer starts as the identity; "conv": PyTorch's Conv1d default
 
 
 @dataclass
@@ -158,6 +161,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.name": ("adamw", "adafactor", "muon", "soap", "shampoo", "psgd", "sophia"),
     "growth.init": ("copy", "random", "identity"),
     "growth.optimizer_state": ("auto", "copy", "reset-new", "reset-all"),
+    "model.canon_init": ("zero", "conv"),
 }
 
 
@@ -183,7 +187,7 @@ class Range:
 POSITIVE, NON_NEGATIVE, POSITIVE_REAL = Range(1), Range(0), Range(0, lo_open=True)
 FRACTION, MOMENTUM = Range(0, 1), Range(0, 1, hi_open=True)
 MAX_SEED = 2**63 - 1
-CANON_SITES = "AC"  # where a block may hold a Canon layer (model.canon): before attention, before the MLP
+CANON_SITES = "ABCD"  # where a block may hold a Canon layer (model.canon): see ModelConfig.canon
 # Bounds of every numeric field (None, where a field allows it, always passes). Float fields must also be finite.
 RANGES: dict[str, Range] = {
     "model.n_layers": POSITIVE, "model.d_model": POSITIVE, "model.n_heads": POSITIVE, "model.n_kv_heads": POSITIVE,
@@ -536,8 +540,8 @@ def validate(cfg: Config) -> None:
     kv = m.n_kv_heads or m.n_heads
     need(m.n_heads % kv == 0, f"model.n_kv_heads: {kv} does not divide model.n_heads {m.n_heads}")
     need(set(m.canon) <= set(CANON_SITES) and len(set(m.canon)) == len(m.canon),
-         f"model.canon: '{m.canon}' is not a set of Canon sites from '{CANON_SITES}' (A: before attention, C: before "
-         "the MLP; '' for none)")
+         f"model.canon: '{m.canon}' is not a set of Canon sites from '{CANON_SITES}' (A: before attention, B: on the "
+         "query/key/value projections, C: before the MLP, D: on the MLP's gate/up projections; '' for none)")
     need(t.batch_size % t.grad_accum == 0,
          f"train.grad_accum: {t.grad_accum} does not divide train.batch_size {t.batch_size}")
     need(not cfg.growth.freeze_old or cfg.growth.method != "none",

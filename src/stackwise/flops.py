@@ -44,8 +44,12 @@ def parameter_count(cfg: ModelConfig, depth: int) -> int:
 
 
 def canon_params(cfg: ModelConfig) -> int:
-    """A block's Canon-layer weights (model.canon): one filter of canon_kernel taps per channel and site."""
-    return len(cfg.canon) * cfg.d_model * cfg.canon_kernel
+    """A block's Canon-layer weights (model.canon): one filter of canon_kernel taps per channel and site (A and C:
+    d_model channels; B: the query, key and value projections'; D: the gate and up projections')."""
+    d = cfg.d_model
+    channels = {"A": d, "B": d + 2 * (cfg.n_kv_heads or cfg.n_heads) * (d // cfg.n_heads), "C": d,
+                "D": 2 * ffn_dim(cfg)}
+    return sum(channels[site] for site in cfg.canon) * cfg.canon_kernel
 
 
 def flops_per_token(cfg: ModelConfig, depth: int, seq_len: int) -> int:

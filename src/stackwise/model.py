@@ -9,10 +9,12 @@ wrap the blocks from outside. This file knows nothing of either. For inference, 
 the tokens it is given then continue the cached ones (prefill once, then score or decode the rest).
 
 Optional Canon layers (`model.canon`; Allen-Zhu 2025, "Physics of Language Models: Part 4.1", arXiv 2512.17351): a
-residual causal depthwise convolution over the last few tokens, h_t + sum_j w_j * h_(t-j), before attention ("A")
-and/or before the MLP ("C"), on the normed input. They give every token a cheap path to its neighbours, which
-attention otherwise spends layers on. A Hugging Face Llama has no such layer: such a model's export names its own
-architecture (hf.py).
+residual causal depthwise convolution over the last few tokens, h_t + sum_j w_j * h_(t-j), at any of the paper's
+four sites: before attention on the normed input ("A"), inside attention on the concatenated query, key and value
+projections before RoPE ("B"), before the MLP on the normed input ("C"), inside the MLP on the concatenated gate and
+up projections before the gating ("D"), as the paper's reference implementation (facebookresearch/PhysicsLM4) places
+them. They give every token a cheap path to its neighbours, which attention otherwise spends layers on. A Hugging
+Face Llama has no such layer: such a model's export names its own architecture (hf.py).
 
 Shapes: B batch, T sequence, D d_model, H heads, K kv heads, Dh head dim, V vocab.
 """
@@ -98,11 +100,22 @@ class KVCache:
 
 class Canon(nn.Module):
     """A Canon layer: x_t + sum_j weight[:, K-1-j] * x_(t-j) over j = 0..K-1, per channel (a causal depthwise
-    convolution with a residual; zero before the sequence starts). Its weight starts at zero: the identity."""
+    convolution with a residual; zero before the sequence starts). `init` (model.canon_init): "zero", the weight
+    starts at zero, the identity; "conv", PyTorch's Conv1d default, uniform in ±1/sqrt(K), as the paper's reference
+    implementation initialises it."""
 
-    def __init__(self, dim: int, kernel: int):
+    def __init__(self, dim: int, kernel: int, init: str = "zero"):
         super().__init__()
+        self.init = init
         self.weight = nn.Parameter(torch.zeros(dim, kernel))  # column K-1 weighs the current token
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if self.init == "zero":
+            nn.init.zeros_(self.weight)
+        else:  # Conv1d's kaiming_uniform_(a=sqrt(5)) on a depthwise filter: fan-in K, bound 1/sqrt(K)
+            bound = 1 / math.sqrt(self.weight.shape[1])
+            nn.init.uniform_(self.weight, -bound, bound)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, key: tuple[int, str] = (0, "")) -> torch.Tensor:
         B, T, D = x.shape
@@ -127,13 +140,20 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.d_model, self.n_kv_heads * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, cfg.d_model, bias=False)
+        if "B" in cfg.canon:
+            self.canon_b = Canon((self.n_heads + 2 * self.n_kv_heads) * self.head_dim, cfg.canon_kernel,
+                                 cfg.canon_init)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
                 index: int = 0) -> torch.Tensor:
         B, T, _ = x.shape
-        q = self.q_proj(x).view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-        k = self.k_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, K, T, Dh)
-        v = self.v_proj(x).view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if hasattr(self, "canon_b"):
+            qkv = self.canon_b(torch.cat([q, k, v], dim=-1), cache, (index, "B"))
+            q, k, v = qkv.split([q.shape[-1], k.shape[-1], v.shape[-1]], dim=-1)
+        q = q.view(B, T, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+        k = k.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)  # (B, K, T, Dh)
+        v = v.view(B, T, self.n_kv_heads, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
             k, v = cache.update(index, k, v)  # (B, K, P + T, Dh): P cached tokens come first
@@ -156,9 +176,14 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.d_model, hidden, bias=False)
         self.up_proj = nn.Linear(cfg.d_model, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, cfg.d_model, bias=False)
+        if "D" in cfg.canon:
+            self.canon_d = Canon(2 * hidden, cfg.canon_kernel, cfg.canon_init)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, index: int = 0) -> torch.Tensor:
+        gate, up = self.gate_proj(x), self.up_proj(x)
+        if hasattr(self, "canon_d"):
+            gate, up = self.canon_d(torch.cat([gate, up], dim=-1), cache, (index, "D")).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
 
 
 class Block(nn.Module):
@@ -172,9 +197,9 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = MLP(cfg)
         if "A" in cfg.canon:
-            self.canon_a = Canon(cfg.d_model, cfg.canon_kernel)
+            self.canon_a = Canon(cfg.d_model, cfg.canon_kernel, cfg.canon_init)
         if "C" in cfg.canon:
-            self.canon_c = Canon(cfg.d_model, cfg.canon_kernel)
+            self.canon_c = Canon(cfg.d_model, cfg.canon_kernel, cfg.canon_init)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: KVCache | None = None,
                 index: int = 0) -> torch.Tensor:
@@ -186,7 +211,7 @@ class Block(nn.Module):
         h = self.post_attention_layernorm(x)
         if hasattr(self, "canon_c"):
             h = self.canon_c(h, cache, (index, "C"))
-        return x + self.mlp(h)
+        return x + self.mlp(h, cache, index)
 
 
 # Output projections: their init is scaled down with depth so the residual stream's variance stays O(1).
@@ -194,12 +219,16 @@ OUTPUT_PROJECTIONS = ("self_attn.o_proj", "mlp.down_proj")
 
 
 def init_block(block: Block, std: float, n_layers: int) -> None:
-    """Std-`std` normal init; output projections get std / sqrt(2 · n_layers) (GPT-2 / Llama practice)."""
+    """Std-`std` normal init; output projections get std / sqrt(2 · n_layers) (GPT-2 / Llama practice); Canon
+    layers as model.canon_init says (by default zero: the identity)."""
+    for module in block.modules():
+        if isinstance(module, Canon):
+            module.reset_parameters()
     for name, p in block.named_parameters():
         if name.endswith("layernorm.weight"):
             nn.init.ones_(p)
-        elif name.startswith("canon_"):
-            nn.init.zeros_(p)  # a Canon layer starts as the identity
+        elif "canon_" in name:
+            continue
         elif any(name.startswith(o) for o in OUTPUT_PROJECTIONS):
             nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * n_layers))
         else:
