@@ -11,9 +11,9 @@
 # (`--seed`), to measure how far the plateau's end moves by seed alone. abcd, conv and abcd-conv change the
 # architecture instead: Canon layers at all four of the paper's sites (`--canon ABCD`), the toy's Canon A initialised
 # as PyTorch's Conv1d (`--canon-init conv`, as the paper's reference code does) rather than as the identity, and
-# both; abcd-mix puts the four sites and mix-all's half-and-half curriculum together, and abcd-seed1 repeats abcd with
-# another init and stream. Resumable: a run saved under
-# runs/toy/lever-NAME continues where it stopped, and a finished one returns at once. One thread per run
+# both; abcd-mix puts the four sites and mix-all's half-and-half curriculum together, and abcd-seed1 and
+# abcd-mix-seed1 repeat abcd and abcd-mix with another init and stream. Resumable: a run saved under runs/toy/lever-NAME
+# continues where it stopped, and a finished one returns at once. One thread per run
 # (OMP_NUM_THREADS=1), run after run.
 #
 #     bash benchmarks/lookup_levers.sh [NAME ...]     # default: every lever below, in order
@@ -28,9 +28,9 @@ declare -A LEVERS=([lr6e-3]="--lr 0.006" [gain2]="--attn-gain 2" [wd0]="--weight
          [mix-all-seed1]="--small 40000 --small-share 0.5 --seed 1" [mix75-all]="--small 40000 --small-share 0.75"
          [none-seed1]="--seed 1" [none-seed2]="--seed 2" [abcd]="--canon ABCD" [conv]="--canon-init conv"
          [abcd-conv]="--canon ABCD --canon-init conv" [abcd-mix]="--canon ABCD --small 40000 --small-share 0.5"
-         [abcd-seed1]="--canon ABCD --seed 1")
+         [abcd-seed1]="--canon ABCD --seed 1" [abcd-mix-seed1]="--canon ABCD --small 40000 --small-share 0.5 --seed 1")
 ORDER=(lr6e-3 gain2 wd0 gain0.5 small6k small3k small12k small6k-seed1 mix6k mix6k-seed1 mix-all mix-all-seed1
-       mix75-all none-seed1 none-seed2 abcd conv abcd-conv abcd-mix abcd-seed1)
+       mix75-all none-seed1 none-seed2 abcd conv abcd-conv abcd-mix abcd-seed1 abcd-mix-seed1)
 mkdir -p runs/toy
 for name in "${@:-${ORDER[@]}}"; do
   [[ -n "${LEVERS[$name]:-}" ]] || { echo "unknown lever $name (one of: ${ORDER[*]})" >&2; exit 2; }
